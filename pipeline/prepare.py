@@ -1,0 +1,186 @@
+"""Corpus -> a prepared `DatasetDict` (train/validation pairs) saved to disk and reused.
+
+    bert-pretrain prepare --config recipes/quickstart.yaml
+
+Every step is a batched `datasets` .map(); the result is written with
+`save_to_disk` beside a `prepare.json` of everything it depends on, so `train`
+(on this machine or another) reuses it instead of recomputing.
+"""
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from pipeline.corpus import load_documents, resolve_train_files
+from pipeline.errors import UsageError
+from pipeline.features import build_features
+from pipeline.pairs import make_pairs
+from pipeline.sentences import encode_documents
+
+CONFIG_FILE = "prepare.json"
+GROUP_SIZE = 1000  # documents per pairing batch: the pool NSP negatives are drawn from
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pair_batch(batch, indices, *, split, seed, cls_token_id, sep_token_id, **pair_kwargs):
+    # One generator per batch, seeded by its position: reruns and every rank build identical pairs.
+    rng = random.Random(f"{seed}-{split}-{indices[0]}")
+    pairs = make_pairs(batch["sentences"], rng=rng, **pair_kwargs)
+    return build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+
+
+def split_documents(documents: Dataset, validation_split_percentage: float, seed: int) -> DatasetDict:
+    """Holds out whole documents, so no sentence of a validation document is ever trained on."""
+    if validation_split_percentage <= 0:
+        return DatasetDict(train=documents)
+    n_val = max(2, round(len(documents) * validation_split_percentage / 100))
+    if len(documents) - n_val < 2:
+        raise UsageError(f"the corpus has {len(documents)} documents, too few to hold out "
+                         f"{validation_split_percentage}% for validation; add text or set validation_split_percentage: 0.")
+    split = documents.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+    return DatasetDict(train=split["train"], validation=split["test"])
+
+
+def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_proc: int | None, **pair_kwargs) -> Dataset:
+    """Tokenized documents -> features, in equal-sized groups so no group lacks negatives."""
+    groups = max(1, math.ceil(len(documents) / GROUP_SIZE))
+    batch_size = math.ceil(len(documents) / groups)
+    return documents.map(
+        _pair_batch, batched=True, batch_size=batch_size, with_indices=True, remove_columns=documents.column_names,
+        num_proc=num_proc if num_proc and groups >= num_proc else None, desc=f"Pairing {split}",
+        fn_kwargs=dict(split=split, seed=seed, cls_token_id=tokenizer.cls_token_id,
+                       sep_token_id=tokenizer.sep_token_id, **pair_kwargs),
+    )
+
+
+def _columns(dataset: Dataset, names: list[str]) -> dict:
+    return dataset.with_format("numpy", columns=names)[:] if len(dataset) else {n: np.zeros(0) for n in names}
+
+
+def compute_stats(documents: DatasetDict, features: DatasetDict) -> dict:
+    stats = {}
+    for split in features:
+        docs = _columns(documents[split], ["num_sentences", "num_tokens"])
+        names = ["length", "truncated"] + (["next_sentence_label"] if "next_sentence_label" in features[split].column_names else [])
+        feats = _columns(features[split], names)
+        n = len(features[split])
+        s = {
+            "documents": len(documents[split]),
+            "sentences": int(docs["num_sentences"].sum()),
+            "tokens": int(docs["num_tokens"].sum()),
+            "examples": n,
+            "example_tokens": int(feats["length"].sum()),
+            "mean_example_length": float(feats["length"].mean()) if n else 0.0,
+            "truncated_share": float(feats["truncated"].mean()) if n else 0.0,
+        }
+        if "next_sentence_label" in feats and n:
+            s["negative_share"] = float(feats["next_sentence_label"].mean())
+        stats[split] = s
+    return stats
+
+
+def prepare_dataset(
+    tokenizer,
+    *,
+    train_files: list[str] | None,
+    dataset_dir: str,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    text_column: str = "text",
+    document_format: str = "line",
+    cache_dir: str | None = None,
+    max_seq_length: int = 128,
+    short_seq_prob: float = 0.1,
+    nsp_probability: float = 0.5,
+    pairing: str = "segments",
+    objective: str = "nsp",
+    validation_split_percentage: float = 5.0,
+    seed: int = 42,
+    num_proc: int | None = None,
+    overwrite_cache: bool = False,
+) -> tuple[DatasetDict, dict]:
+    """Builds (or reuses) the prepared dataset; returns it and its statistics."""
+    files = resolve_train_files(train_files, cache_dir) if train_files and not dataset_name else []
+    config = {
+        "files": [[os.path.abspath(f), os.path.getsize(f), os.path.getmtime(f)] if os.path.isfile(f) else [f]
+                  for f in files],
+        "dataset_name": dataset_name, "dataset_config_name": dataset_config_name, "text_column": text_column,
+        "document_format": document_format, "tokenizer": tokenizer_fingerprint(tokenizer),
+        "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,
+        "pairing": pairing, "objective": objective, "validation_split_percentage": validation_split_percentage,
+        "seed": seed,
+    }
+    saved = Path(dataset_dir) / CONFIG_FILE
+    if saved.is_file() and not overwrite_cache:
+        previous = json.loads(saved.read_text())
+        if previous["config"] == config:
+            return load_from_disk(dataset_dir), previous["stats"]
+
+    documents = load_documents(files, document_format=document_format, text_column=text_column,
+                               dataset_name=dataset_name, dataset_config_name=dataset_config_name, cache_dir=cache_dir)
+    max_num_tokens = max_seq_length - (3 if objective != "mlm" else 2)
+    documents = documents.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],
+                              num_proc=num_proc,
+                              fn_kwargs={"tokenizer": tokenizer, "max_num_tokens": max_num_tokens},
+                              desc="Splitting sentences")
+    documents = documents.filter(lambda n: [k > 0 for k in n], input_columns="num_sentences", batched=True)
+    if objective == "nsp" and len(documents) < 2:
+        raise UsageError(f"the corpus has {len(documents)} document(s); NSP needs at least two to draw negatives "
+                         "from. Add text, use --document_format line, or use --objective mlm.")
+    documents = split_documents(documents, validation_split_percentage, seed)
+    features = DatasetDict({
+        split: pair_documents(docs, split=split, seed=seed, tokenizer=tokenizer, num_proc=num_proc,
+                              max_num_tokens=max_num_tokens, short_seq_prob=short_seq_prob,
+                              nsp_probability=nsp_probability, pairing=pairing, objective=objective)
+        for split, docs in documents.items()
+    })
+    if len(features["train"]) == 0:
+        raise UsageError("no training pair could be built: no document has two sentences. Use --objective mlm, "
+                         "or --document_format blank_line if documents span several lines.")
+    stats = compute_stats(documents, features)
+    save_atomically(features, dataset_dir, {"config": config, "stats": stats})
+    return features, stats
+
+
+def save_atomically(features: DatasetDict, dataset_dir: str, meta: dict) -> None:
+    """Writes to a temporary folder and renames it, so a killed run never leaves a half cache."""
+    target = Path(dataset_dir)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        features.save_to_disk(str(tmp))
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def format_stats(stats: dict) -> str:
+    lines = []
+    for split, s in stats.items():
+        line = (f"{split:>10}: {s['documents']:,} documents, {s['sentences']:,} sentences, {s['tokens']:,} tokens -> "
+                f"{s['examples']:,} examples (mean {s['mean_example_length']:.0f} tokens, "
+                f"{100 * s['truncated_share']:.1f}% truncated")
+        if "negative_share" in s:
+            line += f", {100 * s['negative_share']:.1f}% negatives"
+        lines.append(line + ")")
+    return "\n".join(lines)

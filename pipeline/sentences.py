@@ -1,0 +1,87 @@
+"""Documents -> sentences, with a rule-based segmenter.
+
+Why not a library: NLTK's punkt and spaCy need a model download, which an offline
+machine cannot do, and pysbd is slow (pure-Python rule cascades per sentence). These
+rules cover what breaks `split('.')`: abbreviations (Dr., e.g.), initials and
+acronyms (J. R. R., U.S.A.), decimals (3.14), dotted code (os.path.join), `?` and
+`!`, closing quotes and brackets after the terminator, and ellipses.
+"""
+
+import re
+
+# Abbreviations after which a period does not end a sentence (lower case, no final dot).
+ABBREVIATIONS = frozenset("""
+mr mrs ms dr prof sr jr st mt rev gen col lt sgt capt cmdr gov sen rep hon messrs mme mlle
+e.g i.e cf vs viz al approx ca no nos vol vols fig figs eq eqs ch sec art p pp ed eds ref
+inc ltd co corp bros dept univ assn est jan feb mar apr jun jul aug sep sept oct nov dec
+""".split())
+
+# A terminator run, then closing quotes/brackets, then whitespace: a candidate boundary.
+_CANDIDATE = re.compile(r"""([.!?]+)(['"’”)\]]*)(\s+)""")
+# What may start a sentence: upper-case letter, digit, or an opening quote/bracket.
+_STARTER = re.compile(r"""['"‘“(\[]*[A-Z0-9À-ÖØ-Þ]""")
+_WORD_BEFORE = re.compile(r"(\S+)$")
+_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
+
+
+def _is_abbreviation(text: str, end: int) -> bool:
+    """True if the period at text[end] closes an abbreviation, an initial or an acronym."""
+    match = _WORD_BEFORE.search(text, 0, end)
+    if not match:
+        return False
+    word = match.group(1).lstrip("(['\"‘“")
+    if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
+        return True
+    if _ACRONYM.fullmatch(word):  # "U.S.A", "e.g"
+        return True
+    return word.lower() in ABBREVIATIONS
+
+
+def split_sentences(text: str) -> list[str]:
+    """Splits one document's text into sentences; whitespace inside a sentence is kept as is.
+
+    Args:
+        text: A paragraph or document; line breaks count as spaces.
+
+    Returns:
+        The sentences, stripped, none empty.
+    """
+    sentences, start = [], 0
+    for match in _CANDIDATE.finditer(text):
+        terminator, cut = match.group(1), match.end(2)
+        if not _STARTER.match(text, match.end()):
+            continue
+        if terminator == "." and _is_abbreviation(text, match.start(1)):
+            continue
+        sentence = text[start:cut].strip()
+        if sentence:
+            sentences.append(sentence)
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+def encode_documents(texts: list[str], tokenizer, max_num_tokens: int) -> dict[str, list]:
+    """A batch of documents -> per document, its sentences as token ids (no special tokens).
+
+    A "sentence" longer than max_num_tokens (a table, code, a list with no full stops)
+    is cut into max_num_tokens pieces so no segment can overflow an example.
+    """
+    split = [split_sentences(text) for text in texts]
+    flat = [sentence for sentences in split for sentence in sentences]
+    # One tokenizer call per batch: the fast tokenizer parallelises across the batch in Rust.
+    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    documents, k = [], 0
+    for sentences in split:
+        document = []
+        for sentence_ids in ids[k:k + len(sentences)]:
+            document += [sentence_ids[j:j + max_num_tokens] for j in range(0, len(sentence_ids), max_num_tokens)]
+        k += len(sentences)
+        documents.append(document)
+    return {
+        "sentences": documents,
+        "num_sentences": [len(d) for d in documents],
+        "num_tokens": [sum(map(len, d)) for d in documents],
+    }

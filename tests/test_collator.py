@@ -1,0 +1,81 @@
+import random
+
+import torch
+
+from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
+from tests.conftest import make_tokenizer, make_vocab
+
+
+def examples(tokenizer, n=400, seed=0):
+    rng = random.Random(seed)
+    words = [t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3]
+    out = []
+    for _ in range(n):
+        a = " ".join(rng.choice(words) for _ in range(rng.randint(3, 20)))
+        b = " ".join(rng.choice(words) for _ in range(rng.randint(3, 20)))
+        enc = tokenizer(a, b)
+        out.append({"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
+                    "next_sentence_label": rng.randint(0, 1), "length": len(enc["input_ids"])})
+    return out
+
+
+def test_pads_to_multiple_of_8_and_masks_only_real_tokens(tokenizer):
+    collator = DataCollatorForPreTraining(tokenizer, seed=0)
+    batch = collator(examples(tokenizer, 64))
+    assert batch["input_ids"].shape[1] % 8 == 0
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "next_sentence_label", "labels"}
+    original = batch["labels"]
+    masked = original != -100
+    assert masked.any()
+    special = torch.tensor(tokenizer.all_special_ids)
+    assert not torch.isin(original[masked], special).any()
+    assert (batch["attention_mask"][masked] == 1).all()
+
+
+def test_mask_rate_and_replacement_shares_over_many_tokens(tokenizer):
+    collator = DataCollatorForPreTraining(tokenizer, seed=1)
+    exs = examples(tokenizer, 1000, seed=1)
+    batch = collator(exs)
+    ids = tokenizer.pad([{"input_ids": e["input_ids"]} for e in exs], pad_to_multiple_of=8,
+                        return_tensors="pt")["input_ids"]
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+    masked = batch["labels"] != -100
+    real = (~special).sum().item()
+    assert real > 10_000
+    assert abs(masked.sum().item() / real - 0.15) < 0.01
+    assert (batch["labels"][masked] == ids[masked]).all()
+    new = batch["input_ids"][masked]
+    mask_share = (new == tokenizer.mask_token_id).float().mean().item()
+    kept_share = (new == ids[masked]).float().mean().item()
+    assert abs(mask_share - 0.8) < 0.02 and abs(kept_share - 0.1) < 0.02
+    assert (batch["input_ids"][~masked] == ids[~masked]).all()
+    replaced = new[(new != tokenizer.mask_token_id) & (new != ids[masked])]
+    unused = [i for t, i in tokenizer.get_vocab().items() if t.startswith("[unused")]
+    assert not torch.isin(replaced, torch.tensor(tokenizer.all_special_ids + unused)).any()
+
+
+def test_unusual_special_ids():
+    vocab = make_vocab(specials=["[MASK]", "[SEP]", "[CLS]", "[UNK]", "[PAD]"])
+    tokenizer = make_tokenizer(vocab)
+    assert tokenizer.pad_token_id == 4 and tokenizer.cls_token_id == 2
+    batch = DataCollatorForPreTraining(tokenizer, seed=0)(examples(tokenizer, 200))
+    masked = batch["labels"] != -100
+    assert not torch.isin(batch["labels"][masked], torch.tensor([0, 1, 2, 3, 4])).any()
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == 4).all()
+
+
+def test_masks_are_dynamic_and_fixed_eval_masks_are_not(tokenizer):
+    from datasets import Dataset
+
+    collator = DataCollatorForPreTraining(tokenizer, seed=0)
+    exs = examples(tokenizer, 32)
+    assert not torch.equal(collator(exs)["labels"], collator(exs)["labels"])
+
+    dataset = Dataset.from_list(exs)
+    fixed_a = fix_eval_masks(dataset, collator, seed=5)
+    fixed_b = fix_eval_masks(dataset, DataCollatorForPreTraining(tokenizer, seed=99), seed=5)
+    assert fixed_a["labels"][:] == fixed_b["labels"][:]
+    batch_1, batch_2 = collator(list(fixed_a)), collator(list(fixed_a))
+    assert torch.equal(batch_1["labels"], batch_2["labels"]) and torch.equal(batch_1["input_ids"], batch_2["input_ids"])
+    assert (batch_1["labels"][batch_1["attention_mask"] == 0] == -100).all()
+    assert (batch_1["labels"] != -100).any()

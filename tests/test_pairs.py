@@ -1,0 +1,79 @@
+import random
+
+from pipeline.pairs import make_pairs, truncate_seq_pair
+
+
+def docs_of(*lengths_per_doc, start=0):
+    """Documents whose sentences are runs of distinct ids, so every token says where it came from."""
+    documents, next_id = [], start
+    for lengths in lengths_per_doc:
+        doc = []
+        for n in lengths:
+            doc.append(list(range(next_id, next_id + n)))
+            next_id += n
+        documents.append(doc)
+    return documents
+
+
+def test_truncate_seq_pair_trims_longer_side_until_fit():
+    a, b = list(range(10)), list(range(100, 104))
+    assert truncate_seq_pair(a, b, 8, random.Random(0))
+    assert len(a) + len(b) == 8 and len(b) == 4
+    assert a == sorted(a) and set(a) <= set(range(10))
+    assert not truncate_seq_pair([1], [2], 8, random.Random(0))
+
+
+def test_positive_pairs_are_the_following_sentences():
+    documents = docs_of([3, 3, 3, 3], [3, 3], [3, 3, 3])
+    pairs = make_pairs(documents, max_num_tokens=6, short_seq_prob=0.0, nsp_probability=0.0, rng=random.Random(0))
+    # Every A is followed in its own document by B; with a budget of 6, each chunk is two 3-token sentences.
+    assert [(a, b, label) for a, b, label, _ in pairs] == [
+        ([0, 1, 2], [3, 4, 5], 0), ([6, 7, 8], [9, 10, 11], 0),
+        ([12, 13, 14], [15, 16, 17], 0),
+        ([18, 19, 20], [21, 22, 23], 0),
+    ]
+
+
+def test_negative_pairs_come_from_another_document():
+    documents = docs_of([3, 3, 3, 3], [3, 3, 3], start=0)
+    doc_of = {t: d for d, doc in enumerate(documents) for s in doc for t in s}
+    pairs = make_pairs(documents, max_num_tokens=6, short_seq_prob=0.0, nsp_probability=1.0, rng=random.Random(0))
+    assert pairs and all(label == 1 for _, _, label, _ in pairs)
+    for a, b, _, _ in pairs:
+        assert {doc_of[t] for t in a} != {doc_of[t] for t in b}
+        assert len({doc_of[t] for t in b}) == 1
+
+
+def test_sentence_pairing_uses_one_sentence_a_side():
+    documents = docs_of([2, 2, 2, 2], [2, 2])
+    pairs = make_pairs(documents, max_num_tokens=10, pairing="sentences", nsp_probability=0.0, rng=random.Random(0))
+    assert [(a, b) for a, b, _, _ in pairs] == [([0, 1], [2, 3]), ([4, 5], [6, 7]), ([8, 9], [10, 11])]
+
+
+def test_sop_negative_is_the_swapped_pair():
+    documents = docs_of([3, 3], [3, 3])
+    pairs = make_pairs(documents, max_num_tokens=6, short_seq_prob=0.0, nsp_probability=1.0, objective="sop",
+                       rng=random.Random(0))
+    assert [(a, b, label) for a, b, label, _ in pairs] == [([3, 4, 5], [0, 1, 2], 1), ([9, 10, 11], [6, 7, 8], 1)]
+
+
+def test_mlm_packs_whole_sentences_within_a_document():
+    documents = docs_of([3, 3, 3], [4])
+    segments = make_pairs(documents, max_num_tokens=7, objective="mlm", rng=random.Random(0))
+    assert [(a, b, label) for a, b, label, _ in segments] == [
+        ([0, 1, 2, 3, 4, 5], [], -1), ([6, 7, 8], [], -1), ([9, 10, 11, 12], [], -1)]
+
+
+def test_single_document_gives_no_nsp_pairs():
+    assert make_pairs(docs_of([3, 3, 3]), max_num_tokens=6, rng=random.Random(0)) == []
+
+
+def test_budget_is_never_exceeded_and_balance_matches():
+    rng = random.Random(1)
+    documents = [[[rng.randrange(1000) for _ in range(rng.randint(1, 40))] for _ in range(rng.randint(1, 15))]
+                 for _ in range(500)]
+    pairs = make_pairs(documents, max_num_tokens=61, nsp_probability=0.5, rng=random.Random(2))
+    assert len(pairs) > 1000
+    assert all(len(a) + len(b) <= 61 and a and b for a, b, _, _ in pairs)
+    share = sum(label for _, _, label, _ in pairs) / len(pairs)
+    assert abs(share - 0.5) < 0.03

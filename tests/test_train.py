@@ -1,0 +1,71 @@
+"""The real entry point, in-process, on a tiny BERT: it trains, evaluates, saves, and the folder reloads."""
+
+import json
+import os
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertForPreTraining
+
+from pipeline.__main__ import main as cli
+from pipeline.train import main
+from tests.test_recipes import MEDITATIONS, ROOT
+
+FAST = ["--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "1",
+        "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
+
+
+def test_train_runs_and_output_reloads(tiny_model_dir, corpus_file, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    trainer = main(["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--output_dir", out,
+                    "--max_seq_length", "64", "--max_steps", "4", "--learning_rate", "1.0e-3",
+                    "--validation_split_percentage", "10", *FAST], return_trainer=True)
+    printed = capsys.readouterr().out
+    table = printed[printed.index("held-out"):].splitlines()
+    assert table[0].split() == ["held-out", "before", "after"]
+    assert [row.split()[0] for row in table[1:6]] == ["MLM", "MLM", "MLM", "NSP", "NSP"]
+    assert "MLM loss" in printed and "NSP accuracy" in printed and f"BertForPreTraining.from_pretrained('{out}')" in printed
+    assert trainer.state.global_step == 4
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+    evals = [h for h in trainer.state.log_history if "eval_mlm_loss" in h]
+    assert len(evals) == 1 and {"eval_nsp_accuracy", "eval_mlm_accuracy", "eval_perplexity"} <= set(evals[0])
+
+    model = BertForPreTraining.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(model) is BertForPreTraining and tokenizer.vocab_size == model.config.vocab_size
+    trained = trainer.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    assert os.path.isdir(os.path.join(out, "dataset", "train"))
+
+
+def test_cli_train_and_prepare_share_the_cache(tiny_model_dir, corpus_file, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--output_dir", out,
+            "--max_seq_length", "32"]
+    assert cli(["prepare", *args]) == 0
+    stats = capsys.readouterr().out
+    assert "train:" in stats and "negatives" in stats
+    stamp = os.path.getmtime(os.path.join(out, "dataset", "prepare.json"))
+    assert cli(["train", *args, "--max_steps", "1", *FAST]) == 0
+    assert os.path.getmtime(os.path.join(out, "dataset", "prepare.json")) == stamp
+    assert json.load(open(os.path.join(out, "config.json")))["architectures"] == ["BertForPreTraining"]
+
+
+@pytest.mark.skipif(not os.path.isfile(MEDITATIONS), reason="the seed's corpus is not beside this checkout")
+def test_meditations_recipe_runs_offline_on_local_files(tmp_path):
+    import torch
+
+    from tests.conftest import make_model, make_tokenizer
+
+    torch.manual_seed(0)
+    local = tmp_path / "bert"
+    tokenizer = make_tokenizer()
+    make_model(len(tokenizer), max_position_embeddings=512).save_pretrained(local)
+    tokenizer.save_pretrained(local)
+    trainer = main(["--config", os.path.join(ROOT, "recipes", "meditations-bert-base.yaml"),
+                    "--model_name_or_path", str(local), "--train_file", MEDITATIONS,
+                    "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--save_strategy", "no"],
+                   return_trainer=True)
+    assert trainer.state.global_step == 2 and trainer.args.per_device_train_batch_size == 16
+    assert BertForPreTraining.from_pretrained(tmp_path / "out").config.max_position_embeddings == 512
