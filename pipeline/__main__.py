@@ -4,9 +4,10 @@ import sys
 
 from pipeline.errors import UsageError
 
-USAGE = """usage: bert-pretrain {prepare,train} --config RECIPE.yaml [--field value ...]
+USAGE = """usage: bert-pretrain {prepare,inspect,train} --config RECIPE.yaml [--field value ...]
 
   prepare   build and cache the preprocessed dataset, print its statistics
+  inspect   corpus statistics and decoded, masked training examples (--format jsonl for tools)
   train     further pre-train a BERT on MLM + NSP (prepares the data if needed)
 
 Run `bert-pretrain COMMAND --help` for every field."""
@@ -14,16 +15,27 @@ Run `bert-pretrain COMMAND --help` for every field."""
 
 def prepare_main(argv: list[str]) -> None:
     from pipeline.arguments import parse_args
-    from pipeline.model import load_tokenizer
     from pipeline.prepare import format_stats
-    from pipeline.train import prepare_from_args
+    from pipeline.train import prepare_from_args, tokenizer_from_args
 
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain prepare")
-    tokenizer = load_tokenizer(model_args.model_name_or_path, tokenizer_name=model_args.tokenizer_name,
-                               cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-                               trust_remote_code=model_args.trust_remote_code)
+    tokenizer = tokenizer_from_args(model_args)
     _, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
     print(format_stats(stats))
+
+
+def inspect_main(argv: list[str]) -> None:
+    from pipeline.arguments import InspectArguments, parse_args
+    from pipeline.inspection import inspect_dataset
+    from pipeline.train import collator_from_args, prepare_from_args, tokenizer_from_args
+
+    model_args, data_args, training_args, inspect_args = parse_args(
+        argv, prog="bert-pretrain inspect", extra=(InspectArguments,))
+    tokenizer = tokenizer_from_args(model_args)
+    dataset, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
+    print(inspect_dataset(dataset, stats, tokenizer, collator_from_args(tokenizer, data_args, training_args),
+                          num_examples=inspect_args.num_examples, output_format=inspect_args.format,
+                          objective=data_args.objective))
 
 
 def train_main(argv: list[str]) -> None:
@@ -32,7 +44,7 @@ def train_main(argv: list[str]) -> None:
     train(argv)
 
 
-COMMANDS = {"prepare": prepare_main, "train": train_main}
+COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "train": train_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,22 @@ class DataArguments:
     )
     dataset_dir: str | None = field(
         default=None, metadata={"help": "Where the prepared dataset is saved and reused (default <output_dir>/dataset)."})
+    objective: Literal["nsp", "sop", "mlm"] = field(
+        default="nsp",
+        metadata={"help": "nsp: next-sentence prediction (B follows A or is from another document); sop: ALBERT's "
+                          "sentence-order prediction (B follows A or they are swapped); mlm: MLM only, on whole "
+                          "sentences packed within a document (for models without an NSP head)."},
+    )
+    pairing: Literal["segments", "sentences"] = field(
+        default="segments",
+        metadata={"help": "segments: A and B are whole sentences filling max_seq_length (google-research/bert); "
+                          "sentences: one sentence each side (the tutorial's shape)."},
+    )
+    dupe_factor: int | None = field(
+        default=None,
+        metadata={"help": "Independent draws of training pairs; epoch e trains on draw e mod dupe_factor. "
+                          "Default: one draw per epoch, so no epoch repeats the same pairs."},
+    )
     validation_split_percentage: float = field(
         default=5.0, metadata={"help": "Share of documents (not sentences) held out for evaluation, in percent."})
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per example, [CLS] and [SEP]s included."})
@@ -80,6 +96,8 @@ class DataArguments:
                 raise UsageError(f"{name} is {getattr(self, name)}; give a probability from 0 to 1.")
         if self.mask_replace_prob + self.random_replace_prob > 1:
             raise UsageError("mask_replace_prob + random_replace_prob is above 1; lower one of them.")
+        if self.dupe_factor is not None and self.dupe_factor < 1:
+            raise UsageError(f"dupe_factor is {self.dupe_factor}; give 1 or more.")
         if self.max_seq_length < 8:
             raise UsageError(f"max_seq_length is {self.max_seq_length}; give at least 8.")
 
@@ -91,8 +109,15 @@ class RecipeParser(HfArgumentParser):
         raise UsageError(message)
 
 
-def make_parser(prog: str = "bert-pretrain") -> RecipeParser:
-    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments), prog=prog)
+@dataclass
+class InspectArguments:
+    num_examples: int = field(default=5, metadata={"help": "inspect: how many training examples to show."})
+    format: Literal["text", "jsonl"] = field(
+        default="text", metadata={"help": "inspect: 'text' for people, 'jsonl' for one collated example per line."})
+
+
+def make_parser(prog: str = "bert-pretrain", extra: tuple = ()) -> RecipeParser:
+    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, *extra), prog=prog)
     parser.add_argument("--config", help="A recipe YAML of the fields below; command-line flags override it.")
     return parser
 
@@ -129,10 +154,10 @@ def read_recipe(path: str) -> dict:
     return recipe
 
 
-def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain"):
-    """Parses `--config recipe.yaml [--field value ...]` into (model, data, training) arguments."""
+def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = ()):
+    """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser(prog)
+    parser = make_parser(prog, extra)
     known = {a.dest for a in parser._actions} - {"help", "config"}
     config, rest = parser.parse_known_args(argv)[0].config, argv
     recipe_argv = recipe_to_argv(read_recipe(config), known, config) if config else []
@@ -141,15 +166,16 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain"):
         # recipe serve GPU boxes and CPU-only machines (where bf16 autocast works and is faster).
         recipe_argv = ["--use_cpu", "true", *recipe_argv]
     try:
-        *parsed, extra = parser.parse_args_into_dataclasses(args=recipe_argv + rest, return_remaining_strings=True)
+        *parsed, leftover = parser.parse_args_into_dataclasses(args=recipe_argv + rest, return_remaining_strings=True)
     except ValueError as e:  # TrainingArguments.__post_init__ checks
         raise UsageError(str(e).strip().split("\n")[0]) from None
-    model_args, data_args, training_args = parsed[:3]  # parsed[3] would be the --config namespace
-    if extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)}; see --help for the fields.")
+    parsed = parsed[:3 + len(extra)]  # what follows is the --config namespace
+    model_args, data_args, training_args = parsed[:3]
+    if leftover:
+        raise UsageError(f"unrecognized arguments: {' '.join(leftover)}; see --help for the fields.")
     if training_args.output_dir is None:
         raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
-    return model_args, data_args, training_args
+    return tuple(parsed)
 
 
 def resolved_recipe(*dataclass_objs) -> dict:

@@ -18,15 +18,25 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
     Kept from the parent: padding (here to a multiple of 8), argument checks and the seeded
     generator. Written here, because the parent cannot: special tokens found with one
     vectorised `isin` over the tokenizer's own special ids (the parent loops per row in
-    Python), random replacements drawn only from real vocabulary tokens (the parent draws
-    specials and [unusedN] slots too), and examples that already carry fixed `labels`
+    Python); random replacements drawn only from real vocabulary tokens (the parent draws
+    specials and [unusedN] slots too); whole-word masking that keeps 80/10/10 (the parent
+    forces 100% [MASK] and needs offset mappings; here words are WordPiece's `##`
+    continuations, as in google-research/bert); `mask_count="exact"`, round(n * p) tokens
+    per sequence capped at `max_predictions_per_seq`, as the reference does (the parent
+    masks a Bernoulli number); and examples that already carry fixed `labels`
     (evaluation masks) padded with -100 and left unmasked.
     """
 
     pad_to_multiple_of: int | None = 8
+    mask_count: str = "per_token"
+    max_predictions_per_seq: int = 20
 
     def __post_init__(self):
+        whole_word_mask, self.whole_word_mask = self.whole_word_mask, False  # keep the parent's WWM rules out
         super().__post_init__()
+        self.whole_word_mask = whole_word_mask
+        if self.mask_count not in ("per_token", "exact"):
+            raise ValueError(f"mask_count must be 'per_token' or 'exact', not {self.mask_count!r}")
         specials = set(self.tokenizer.all_special_ids)
         self.special_ids = torch.tensor(sorted(specials), dtype=torch.long)
         self.replacement_ids = torch.tensor(sorted(
@@ -47,8 +57,14 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         """Masks `mlm_probability` of the non-special tokens; returns (inputs, labels)."""
         inputs = inputs.clone()
         special = torch.isin(inputs, self.special_ids) if special_tokens_mask is None else special_tokens_mask.bool()
-        probability = torch.full(inputs.shape, self.mlm_probability).masked_fill_(special, 0.0)
-        masked = torch.bernoulli(probability, generator=self.generator).bool()
+        if self.whole_word_mask:
+            masked = self._choose_words(inputs, special)
+        elif self.mask_count == "exact":
+            masked = self._choose_exact(torch.rand(inputs.shape, generator=self.generator), special,
+                                        torch.ones(inputs.shape, dtype=torch.long))
+        else:
+            probability = torch.full(inputs.shape, self.mlm_probability).masked_fill_(special, 0.0)
+            masked = torch.bernoulli(probability, generator=self.generator).bool()
         labels = torch.where(masked, inputs, -100)
         # One uniform draw per position splits the masked ones into [MASK] / random / unchanged.
         u = torch.rand(inputs.shape, generator=self.generator)
@@ -58,6 +74,48 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         picks = torch.randint(len(self.replacement_ids), (int(to_random.sum()),), generator=self.generator)
         inputs[to_random] = self.replacement_ids[picks]
         return inputs, labels
+
+    def _budget(self, special):
+        """Tokens to mask per row in exact mode: round(n * p) of the n real tokens, at least 1, capped."""
+        real = (~special).sum(1)
+        budget = torch.round(real * self.mlm_probability).clamp(min=1, max=self.max_predictions_per_seq)
+        return torch.minimum(budget, real)
+
+    def _choose_exact(self, scores, special, sizes):
+        """Picks units (tokens, or words at their first piece) in random order while they fit the budget.
+
+        `scores` orders the candidates, `sizes` is each candidate's token count (0 where not a candidate).
+        """
+        scores = scores.masked_fill(special | (sizes == 0), float("inf"))
+        order = scores.argsort(dim=1)
+        taken = torch.gather(sizes, 1, order).cumsum(1) <= self._budget(special)[:, None]
+        taken &= torch.gather(scores, 1, order).isfinite()
+        chosen = torch.zeros_like(special)
+        return chosen.scatter_(1, order, taken)
+
+    def _choose_words(self, inputs, special):
+        """Whole-word selection: a word is its first piece and the `##` pieces that follow it."""
+        if not hasattr(self, "_continuation"):
+            vocab = self.tokenizer.get_vocab()
+            self._continuation = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
+            self._continuation[[i for t, i in vocab.items() if t.startswith("##")]] = True
+        continuation = self._continuation[inputs] & ~special
+        previous_special = torch.nn.functional.pad(special[:, :-1], (1, 0), value=True)
+        # A piece that lost its word start to truncation starts a word of its own.
+        starts = ~special & (~continuation | previous_special)
+        word = starts.cumsum(1)  # word number of every position (specials keep the previous number)
+        sizes = torch.zeros(inputs.shape[0], inputs.shape[1] + 1, dtype=torch.long)
+        sizes.scatter_add_(1, word, (~special).long())  # tokens per word number
+        start_sizes = torch.where(starts, torch.gather(sizes, 1, word), 0)
+        if self.mask_count == "exact":
+            chosen_starts = self._choose_exact(torch.rand(inputs.shape, generator=self.generator), special,
+                                               start_sizes)
+        else:
+            chosen_starts = starts & (torch.rand(inputs.shape, generator=self.generator) < self.mlm_probability)
+        rows = torch.arange(inputs.shape[0])[:, None].expand_as(word)
+        chosen_words = torch.zeros(inputs.shape[0], inputs.shape[1] + 1, dtype=torch.bool)
+        chosen_words[rows[chosen_starts], word[chosen_starts]] = True
+        return torch.gather(chosen_words, 1, word) & ~special
 
 
 def fix_eval_masks(dataset: Dataset, collator: DataCollatorForPreTraining, seed: int, batch_size: int = 256) -> Dataset:

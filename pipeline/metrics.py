@@ -18,8 +18,9 @@ COLUMNS = ("mlm_loss_sum", "mlm_count", "mlm_correct", "nsp_loss", "nsp_correct"
 
 
 def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
-    """(prediction_logits at masked positions, seq_relationship_logits) -> a (batch, 5) float tensor."""
-    prediction_logits, seq_relationship_logits = logits[0], logits[1]
+    """(prediction_logits at masked positions[, seq_relationship_logits]) -> a (batch, 5) float tensor."""
+    logits = logits if isinstance(logits, (tuple, list)) else (logits,)
+    prediction_logits = logits[0]
     mlm_labels, nsp_labels = labels if isinstance(labels, (tuple, list)) else (labels, None)
     masked = mlm_labels != -100
     rows = masked.nonzero()[:, 0]
@@ -32,14 +33,15 @@ def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
     out[:, 2].index_add_(0, rows, token_correct)
     if nsp_labels is not None:
         nsp_labels = nsp_labels.view(-1)
-        out[:, 3] = F.cross_entropy(seq_relationship_logits.float(), nsp_labels, reduction="none")
-        out[:, 4] = (seq_relationship_logits.argmax(-1) == nsp_labels).float()
+        out[:, 3] = F.cross_entropy(logits[1].float(), nsp_labels, reduction="none")
+        out[:, 4] = (logits[1].argmax(-1) == nsp_labels).float()
     else:
         out[:, 3:] = float("nan")
     return out
 
 
-def compute_metrics(eval_pred) -> dict[str, float]:
+def compute_metrics(eval_pred, head: str = "nsp") -> dict[str, float]:
+    """Sums the per-example rows; `head` names the sentence-level head ("nsp" or "sop")."""
     stats = np.asarray(eval_pred.predictions, dtype=np.float64).reshape(-1, len(COLUMNS))
     mlm_loss = stats[:, 0].sum() / max(stats[:, 1].sum(), 1)
     metrics = {
@@ -48,6 +50,6 @@ def compute_metrics(eval_pred) -> dict[str, float]:
         "perplexity": float(math.exp(min(mlm_loss, 50))),
     }
     if not np.isnan(stats[:, 3]).all():
-        metrics["nsp_loss"] = float(stats[:, 3].mean())
-        metrics["nsp_accuracy"] = float(stats[:, 4].mean())
+        metrics[f"{head}_loss"] = float(stats[:, 3].mean())
+        metrics[f"{head}_accuracy"] = float(stats[:, 4].mean())
     return metrics

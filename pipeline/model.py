@@ -4,7 +4,8 @@ import importlib.resources
 import os
 
 import torch.nn.functional as F
-from transformers import AutoTokenizer, BertForPreTraining
+from transformers import AutoTokenizer, BertForMaskedLM, BertForPreTraining
+from transformers.modeling_outputs import MaskedLMOutput
 from transformers.utils import logging as hf_logging
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 
@@ -24,13 +25,27 @@ def resolve_model_path(name: str) -> str:
     return str(root / sub) if sub else str(root)
 
 
-class BertForPreTrainingSparse(BertForPreTraining):
+class SavedAsStockClass:
+    """Saves a training-time subclass so that config.json names the stock transformers class."""
+
+    stock_class: str
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            self.config.architectures = [self.stock_class]
+            self.config.save_pretrained(save_directory)
+
+
+class BertForPreTrainingSparse(SavedAsStockClass, BertForPreTraining):
     """`BertForPreTraining` that runs the 30k-wide MLM decoder only at masked positions.
 
     Same weights and state-dict keys as its parent, so checkpoints load anywhere as
     `BertForPreTraining`. With labels it returns `prediction_logits` for the masked
     positions only, flattened to (num_masked, vocab), in row-major order.
     """
+
+    stock_class = "BertForPreTraining"
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None):
@@ -51,12 +66,22 @@ class BertForPreTrainingSparse(BertForPreTraining):
         return BertForPreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
                                         seq_relationship_logits=seq_relationship_logits)
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        super().save_pretrained(save_directory, *args, **kwargs)
-        # The sparse head is a training detail: the saved folder names the stock class.
-        if kwargs.get("is_main_process", True):
-            self.config.architectures = ["BertForPreTraining"]
-            self.config.save_pretrained(save_directory)
+
+class BertForMaskedLMSparse(SavedAsStockClass, BertForMaskedLM):
+    """`BertForMaskedLM` with the MLM decoder run only at masked positions (objective mlm)."""
+
+    stock_class = "BertForMaskedLM"
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None):
+        if labels is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, inputs_embeds=inputs_embeds)
+        sequence_output = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                    position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=False)[0]
+        masked = labels != -100
+        logits = self.cls.predictions(sequence_output[masked])
+        return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels[masked]), logits=logits)
 
 
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,
@@ -71,14 +96,16 @@ def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None
     return tokenizer
 
 
-def load_model(model_name_or_path: str, *, cache_dir: str | None = None, revision: str = "main",
-               trust_remote_code: bool = False) -> BertForPreTrainingSparse:
+def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: str | None = None,
+               revision: str = "main", trust_remote_code: bool = False):
+    """A BERT with the heads `objective` needs: MLM + NSP (also used for SOP), or MLM only."""
     path = resolve_model_path(model_name_or_path)
+    model_class = BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse
     # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model, info = BertForPreTrainingSparse.from_pretrained(
+        model, info = model_class.from_pretrained(
             path, cache_dir=cache_dir, revision=revision, trust_remote_code=trust_remote_code, output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, DatasetDict, load_from_disk
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 from pipeline.corpus import load_documents, resolve_train_files
 from pipeline.errors import UsageError
@@ -34,11 +35,14 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _pair_batch(batch, indices, *, split, seed, cls_token_id, sep_token_id, **pair_kwargs):
-    # One generator per batch, seeded by its position: reruns and every rank build identical pairs.
-    rng = random.Random(f"{seed}-{split}-{indices[0]}")
+def _pair_batch(batch, indices, *, split, draw, seed, cls_token_id, sep_token_id, **pair_kwargs):
+    # One generator per batch, seeded by its position and draw: reruns and every rank build identical pairs.
+    rng = random.Random(f"{seed}-{split}-{draw}-{indices[0]}")
     pairs = make_pairs(batch["sentences"], rng=rng, **pair_kwargs)
-    return build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+    features = build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+    if split == "train":
+        features["epoch"] = [draw] * len(pairs)
+    return features
 
 
 def split_documents(documents: Dataset, validation_split_percentage: float, seed: int) -> DatasetDict:
@@ -53,20 +57,36 @@ def split_documents(documents: Dataset, validation_split_percentage: float, seed
     return DatasetDict(train=split["train"], validation=split["test"])
 
 
-def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_proc: int | None, **pair_kwargs) -> Dataset:
-    """Tokenized documents -> features, in equal-sized groups so no group lacks negatives."""
+def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_proc: int | None, draws: int = 1,
+                   **pair_kwargs) -> Dataset:
+    """Tokenized documents -> features, `draws` independent times, in equal-sized groups of documents.
+
+    Equal groups (no small remainder) mean every group has other documents to draw negatives from.
+    """
     groups = max(1, math.ceil(len(documents) / GROUP_SIZE))
     batch_size = math.ceil(len(documents) / groups)
-    return documents.map(
+    return concatenate_datasets([documents.map(
         _pair_batch, batched=True, batch_size=batch_size, with_indices=True, remove_columns=documents.column_names,
-        num_proc=num_proc if num_proc and groups >= num_proc else None, desc=f"Pairing {split}",
-        fn_kwargs=dict(split=split, seed=seed, cls_token_id=tokenizer.cls_token_id,
+        num_proc=num_proc if num_proc and groups >= num_proc else None, desc=f"Pairing {split} (draw {draw})",
+        fn_kwargs=dict(split=split, draw=draw, seed=seed, cls_token_id=tokenizer.cls_token_id,
                        sep_token_id=tokenizer.sep_token_id, **pair_kwargs),
-    )
+    ) for draw in range(draws)])
 
 
 def _columns(dataset: Dataset, names: list[str]) -> dict:
     return dataset.with_format("numpy", columns=names)[:] if len(dataset) else {n: np.zeros(0) for n in names}
+
+
+def sentence_length_histogram(documents: Dataset, edges=(8, 16, 32, 64, 128, 256)) -> dict[str, int]:
+    """Tokens per sentence, counted in bins, straight from the Arrow column.
+
+    Rows a filter hid are still in the table, but only empty documents are ever filtered out.
+    """
+    lengths = pc.list_value_length(pc.list_flatten(documents.data.column("sentences"))).to_numpy()
+    bounds = (0, *edges, np.inf)
+    counts, _ = np.histogram(lengths, bins=bounds)
+    labels = [f"{lo + 1}-{hi}" for lo, hi in zip(bounds[:-2], bounds[1:-1])] + [f">{edges[-1]}"]
+    return dict(zip(labels, counts.tolist()))
 
 
 def compute_stats(documents: DatasetDict, features: DatasetDict) -> dict:
@@ -75,12 +95,14 @@ def compute_stats(documents: DatasetDict, features: DatasetDict) -> dict:
         docs = _columns(documents[split], ["num_sentences", "num_tokens"])
         names = ["length", "truncated"] + (["next_sentence_label"] if "next_sentence_label" in features[split].column_names else [])
         feats = _columns(features[split], names)
+        draws = len(set(features[split].unique("epoch"))) if "epoch" in features[split].column_names else 1
         n = len(features[split])
         s = {
             "documents": len(documents[split]),
             "sentences": int(docs["num_sentences"].sum()),
             "tokens": int(docs["num_tokens"].sum()),
-            "examples": n,
+            "examples": n // draws,
+            "draws": draws,
             "example_tokens": int(feats["length"].sum()),
             "mean_example_length": float(feats["length"].mean()) if n else 0.0,
             "truncated_share": float(feats["truncated"].mean()) if n else 0.0,
@@ -108,6 +130,7 @@ def prepare_dataset(
     objective: str = "nsp",
     validation_split_percentage: float = 5.0,
     seed: int = 42,
+    dupe_factor: int = 1,
     num_proc: int | None = None,
     overwrite_cache: bool = False,
 ) -> tuple[DatasetDict, dict]:
@@ -120,7 +143,7 @@ def prepare_dataset(
         "document_format": document_format, "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,
         "pairing": pairing, "objective": objective, "validation_split_percentage": validation_split_percentage,
-        "seed": seed,
+        "seed": seed, "dupe_factor": dupe_factor,
     }
     saved = Path(dataset_dir) / CONFIG_FILE
     if saved.is_file() and not overwrite_cache:
@@ -139,9 +162,11 @@ def prepare_dataset(
     if objective == "nsp" and len(documents) < 2:
         raise UsageError(f"the corpus has {len(documents)} document(s); NSP needs at least two to draw negatives "
                          "from. Add text, use --document_format line, or use --objective mlm.")
+    histogram = sentence_length_histogram(documents)
     documents = split_documents(documents, validation_split_percentage, seed)
     features = DatasetDict({
         split: pair_documents(docs, split=split, seed=seed, tokenizer=tokenizer, num_proc=num_proc,
+                              draws=dupe_factor if split == "train" else 1,
                               max_num_tokens=max_num_tokens, short_seq_prob=short_seq_prob,
                               nsp_probability=nsp_probability, pairing=pairing, objective=objective)
         for split, docs in documents.items()
@@ -150,6 +175,7 @@ def prepare_dataset(
         raise UsageError("no training pair could be built: no document has two sentences. Use --objective mlm, "
                          "or --document_format blank_line if documents span several lines.")
     stats = compute_stats(documents, features)
+    stats["sentence_length_histogram"] = histogram
     save_atomically(features, dataset_dir, {"config": config, "stats": stats})
     return features, stats
 
@@ -177,8 +203,11 @@ def save_atomically(features: DatasetDict, dataset_dir: str, meta: dict) -> None
 def format_stats(stats: dict) -> str:
     lines = []
     for split, s in stats.items():
+        if split == "sentence_length_histogram":
+            continue
+        draws = f" x {s['draws']} draws" if s.get("draws", 1) > 1 else ""
         line = (f"{split:>10}: {s['documents']:,} documents, {s['sentences']:,} sentences, {s['tokens']:,} tokens -> "
-                f"{s['examples']:,} examples (mean {s['mean_example_length']:.0f} tokens, "
+                f"{s['examples']:,} examples{draws} (mean {s['mean_example_length']:.0f} tokens, "
                 f"{100 * s['truncated_share']:.1f}% truncated")
         if "negative_share" in s:
             line += f", {100 * s['negative_share']:.1f}% negatives"

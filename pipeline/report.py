@@ -2,7 +2,8 @@
 
 ROWS = (("mlm_loss", "MLM loss", "{:.3f}"), ("perplexity", "MLM perplexity", "{:.1f}"),
         ("mlm_accuracy", "MLM accuracy", "{:.1%}"), ("nsp_loss", "NSP loss", "{:.3f}"),
-        ("nsp_accuracy", "NSP accuracy", "{:.1%}"))
+        ("nsp_accuracy", "NSP accuracy", "{:.1%}"), ("sop_loss", "SOP loss", "{:.3f}"),
+        ("sop_accuracy", "SOP accuracy", "{:.1%}"))
 
 
 def metrics_table(before: dict, after: dict, prefix: str = "eval_") -> str:
@@ -14,13 +15,13 @@ def metrics_table(before: dict, after: dict, prefix: str = "eval_") -> str:
     return "\n".join(lines)
 
 
-def format_summary(before: dict, after: dict, output_dir: str) -> str:
+def format_summary(before: dict, after: dict, output_dir: str, model_class: str = "BertForPreTraining") -> str:
     return "\n".join([
         "",
         metrics_table(before, after),
         "",
         f"Model saved in {output_dir}. Load it with:",
-        "    from transformers import BertForPreTraining, AutoTokenizer",
-        f"    model = BertForPreTraining.from_pretrained({output_dir!r}); "
+        f"    from transformers import {model_class}, AutoTokenizer",
+        f"    model = {model_class}.from_pretrained({output_dir!r}); "
         f"tokenizer = AutoTokenizer.from_pretrained({output_dir!r})",
     ])

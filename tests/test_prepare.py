@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from pipeline.errors import UsageError
@@ -56,3 +57,66 @@ def test_corpus_without_two_sentence_documents_is_refused(tokenizer, tmp_path):
         prepare_dataset(tokenizer, train_files=[str(path)], dataset_dir=str(tmp_path / "d"),
                         validation_split_percentage=0)
     assert not (tmp_path / "d").exists()
+
+
+def marked_corpus(path, n_docs=500, seed=0):
+    """Sentences of six single-token words: two name the document, one the sentence index."""
+    import random
+
+    from tests.conftest import WORDS
+
+    rng = random.Random(seed)
+    lines = []
+    for d in range(n_docs):
+        n = rng.randint(1, 12)
+        lines.append(" ".join(f"{WORDS[d // 28].capitalize()} {WORDS[d % 28]} {WORDS[s]} {rng.choice(WORDS)} {rng.choice(WORDS)} ."
+                              for s in range(n)))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _sentences(tokenizer, ids):
+    words = tokenizer.convert_ids_to_tokens(ids)
+    assert len(words) % 6 == 0
+    return [(words[i], words[i + 1], words[i + 2]) for i in range(0, len(words), 6)]
+
+
+def test_pair_properties_on_a_generated_corpus(tokenizer, tmp_path):
+    from tests.conftest import WORDS
+
+    corpus = marked_corpus(tmp_path / "c.txt")
+    dataset, stats = prepare_dataset(tokenizer, train_files=[corpus], dataset_dir=str(tmp_path / "d"),
+                                     max_seq_length=64, validation_split_percentage=10, seed=0, dupe_factor=2)
+    train = dataset["train"]
+    assert stats["train"]["examples"] > 500 and stats["train"]["draws"] == 2
+    labels = np.array(train["next_sentence_label"][:])
+    assert abs(labels.mean() - 0.5) < 0.03
+    assert max(train["length"][:]) <= 64
+    checked = {0: 0, 1: 0}
+    for ids, label, cut in zip(train["input_ids"][:], labels, train["truncated"][:]):
+        if cut:
+            continue
+        sep = ids.index(tokenizer.sep_token_id)
+        a, b = _sentences(tokenizer, ids[1:sep]), _sentences(tokenizer, ids[sep + 1:-1])
+        if label == 0:  # B is the text that follows A in the same document
+            assert b[0][:2] == a[-1][:2] and WORDS.index(b[0][2]) == WORDS.index(a[-1][2]) + 1
+        else:  # B comes from another document
+            assert b[0][:2] != a[-1][:2]
+        checked[int(label)] += 1
+    assert checked[0] > 100 and checked[1] > 100
+    # The two draws differ; the validation split has one draw and no epoch column.
+    draws = np.array(train["epoch"][:])
+    assert sorted(set(draws)) == [0, 1] and "epoch" not in dataset["validation"].column_names
+    first = [ids for ids, d in zip(train["input_ids"][:], draws) if d == 0]
+    second = [ids for ids, d in zip(train["input_ids"][:], draws) if d == 1]
+    assert first != second
+
+
+def test_same_seed_same_dataset_other_seed_other(tokenizer, tmp_path):
+    corpus = marked_corpus(tmp_path / "c.txt", n_docs=100)
+    kwargs = dict(train_files=[corpus], max_seq_length=48, validation_split_percentage=10)
+    a, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "a"), seed=1, **kwargs)
+    b, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "b"), seed=1, **kwargs)
+    c, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "c"), seed=2, **kwargs)
+    assert a["train"][:] == b["train"][:] and a["validation"][:] == b["validation"][:]
+    assert a["train"]["input_ids"][:] != c["train"]["input_ids"][:]

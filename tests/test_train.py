@@ -69,3 +69,32 @@ def test_meditations_recipe_runs_offline_on_local_files(tmp_path):
                    return_trainer=True)
     assert trainer.state.global_step == 2 and trainer.args.per_device_train_batch_size == 16
     assert BertForPreTraining.from_pretrained(tmp_path / "out").config.max_position_embeddings == 512
+
+
+def test_sop_and_mlm_objectives(tiny_model_dir, corpus_file, tmp_path, capsys):
+    from transformers import BertForMaskedLM
+
+    base = ["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--max_seq_length", "48",
+            "--max_steps", "2", *FAST]
+    main([*base, "--objective", "sop", "--output_dir", str(tmp_path / "sop")])
+    assert "SOP accuracy" in capsys.readouterr().out
+    main([*base, "--objective", "mlm", "--output_dir", str(tmp_path / "mlm")])
+    printed = capsys.readouterr().out
+    assert "MLM accuracy" in printed and "NSP" not in printed and "BertForMaskedLM.from_pretrained" in printed
+    assert type(BertForMaskedLM.from_pretrained(tmp_path / "mlm")) is BertForMaskedLM
+
+
+def test_inspect_text_and_jsonl(tiny_model_dir, corpus_file, tmp_path, capsys):
+    args = ["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--output_dir", str(tmp_path),
+            "--max_seq_length", "48"]
+    assert cli(["inspect", *args, "--num_examples", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "Sentence lengths" in text and "#2 label" in text and "[CLS]" in text and "<" in text
+    assert cli(["inspect", *args, "--num_examples", "7", "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 7
+    for row in rows:
+        assert {"input_ids", "token_type_ids", "labels", "next_sentence_label", "attention_mask"} <= set(row)
+        assert len(row["input_ids"]) == len(row["labels"]) == len(row["token_type_ids"])
+        masked = [i for i, label in enumerate(row["labels"]) if label != -100]
+        assert all(row["attention_mask"][i] == 1 for i in masked)
