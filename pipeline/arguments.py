@@ -82,6 +82,15 @@ class DataArguments:
     mask_replace_prob: float = field(default=0.8, metadata={"help": "Of masked tokens, share replaced by [MASK]."})
     random_replace_prob: float = field(
         default=0.1, metadata={"help": "Of masked tokens, share replaced by a random vocabulary token."})
+    whole_word_mask: bool = field(
+        default=False, metadata={"help": "Mask whole words (a piece and its ## continuations), keeping 80/10/10."})
+    mask_count: Literal["per_token", "exact"] = field(
+        default="per_token",
+        metadata={"help": "per_token: each token masked with mlm_probability; exact: round(n * mlm_probability) "
+                          "tokens per sequence, capped by max_predictions_per_seq (google-research/bert)."},
+    )
+    max_predictions_per_seq: int = field(
+        default=20, metadata={"help": "Cap on masked tokens per sequence with mask_count exact."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out examples evaluated."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for dataset .map()."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it exists."})

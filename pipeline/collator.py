@@ -37,11 +37,13 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         self.whole_word_mask = whole_word_mask
         if self.mask_count not in ("per_token", "exact"):
             raise ValueError(f"mask_count must be 'per_token' or 'exact', not {self.mask_count!r}")
+        vocab = self.tokenizer.get_vocab()
         specials = set(self.tokenizer.all_special_ids)
         self.special_ids = torch.tensor(sorted(specials), dtype=torch.long)
         self.replacement_ids = torch.tensor(sorted(
-            i for token, i in self.tokenizer.get_vocab().items() if i not in specials and not _UNUSED.fullmatch(token)
-        ), dtype=torch.long)
+            i for token, i in vocab.items() if i not in specials and not _UNUSED.fullmatch(token)), dtype=torch.long)
+        self.continuation = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
+        self.continuation[[i for token, i in vocab.items() if token.startswith("##")]] = True
 
     def torch_call(self, examples):
         examples = [{k: e[k] for k in _MODEL_KEYS if k in e} for e in examples]
@@ -82,24 +84,28 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         return torch.minimum(budget, real)
 
     def _choose_exact(self, scores, special, sizes):
-        """Picks units (tokens, or words at their first piece) in random order while they fit the budget.
+        """Takes units (tokens, or whole words at their first piece) in random order while they fit the budget.
 
-        `scores` orders the candidates, `sizes` is each candidate's token count (0 where not a candidate).
+        `scores` gives the random order; `sizes` is each unit's token count (0 where no unit starts). Like the
+        reference, a word too big for what is left is skipped and smaller ones after it are still taken.
         """
         scores = scores.masked_fill(special | (sizes == 0), float("inf"))
         order = scores.argsort(dim=1)
-        taken = torch.gather(sizes, 1, order).cumsum(1) <= self._budget(special)[:, None]
-        taken &= torch.gather(scores, 1, order).isfinite()
-        chosen = torch.zeros_like(special)
-        return chosen.scatter_(1, order, taken)
+        ordered = torch.gather(sizes, 1, order).masked_fill(~torch.gather(scores, 1, order).isfinite(), 0)
+        budget = self._budget(special)
+        if ordered.max() <= 1:  # single tokens: the first `budget` candidates
+            taken = (ordered.cumsum(1) <= budget[:, None]) & (ordered > 0)
+        else:  # words: one vector step per rank, at most sequence-length steps
+            taken = torch.zeros_like(special)
+            for j in range(ordered.shape[1]):
+                fits = (ordered[:, j] > 0) & (ordered[:, j] <= budget)
+                taken[:, j] = fits
+                budget = budget - ordered[:, j] * fits
+        return torch.zeros_like(special).scatter_(1, order, taken)
 
     def _choose_words(self, inputs, special):
         """Whole-word selection: a word is its first piece and the `##` pieces that follow it."""
-        if not hasattr(self, "_continuation"):
-            vocab = self.tokenizer.get_vocab()
-            self._continuation = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
-            self._continuation[[i for t, i in vocab.items() if t.startswith("##")]] = True
-        continuation = self._continuation[inputs] & ~special
+        continuation = self.continuation[inputs] & ~special
         previous_special = torch.nn.functional.pad(special[:, :-1], (1, 0), value=True)
         # A piece that lost its word start to truncation starts a word of its own.
         starts = ~special & (~continuation | previous_special)

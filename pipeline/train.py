@@ -45,7 +45,9 @@ def tokenizer_from_args(model_args):
 def collator_from_args(tokenizer, data_args, training_args) -> DataCollatorForPreTraining:
     return DataCollatorForPreTraining(
         tokenizer, mlm_probability=data_args.mlm_probability, mask_replace_prob=data_args.mask_replace_prob,
-        random_replace_prob=data_args.random_replace_prob, seed=training_args.seed)
+        random_replace_prob=data_args.random_replace_prob, whole_word_mask=data_args.whole_word_mask,
+        mask_count=data_args.mask_count, max_predictions_per_seq=data_args.max_predictions_per_seq,
+        seed=training_args.seed)
 
 
 def main(argv: list[str] | None = None, return_trainer: bool = False):
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False):
     # Train
     trainer = PreTrainer(
         model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=eval_dataset,
-        processing_class=tokenizer, data_collator=collator,
+        processing_class=tokenizer, data_collator=collator, head=data_args.objective,
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
     before = trainer.evaluate(metric_key_prefix="eval") if eval_dataset is not None else {}

@@ -7,11 +7,24 @@ sampler gives epoch e the rows of draw e mod dupe_factor, shuffled, optionally g
 by length. Trainer calls `set_epoch` on it before every epoch, also under accelerate.
 """
 
+import math
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_length_grouped_indices
+
+
+def head_metrics(sums: list[float], head: str = "nsp") -> dict[str, float]:
+    """Per-head means from [mlm loss sum, masked tokens, mlm correct, head loss sum, examples, head correct]."""
+    mlm_loss = sums[0] / max(sums[1], 1)
+    metrics = {"mlm_loss": round(mlm_loss, 4), "mlm_accuracy": round(sums[2] / max(sums[1], 1), 4),
+               "perplexity": round(math.exp(min(mlm_loss, 50)), 2)}
+    if len(sums) > 3:
+        metrics[f"{head}_loss"] = round(sums[3] / max(sums[4], 1), 4)
+        metrics[f"{head}_accuracy"] = round(sums[5] / max(sums[4], 1), 4)
+    return metrics
 
 
 class EpochDrawSampler(Sampler[int]):
@@ -43,7 +56,54 @@ class EpochDrawSampler(Sampler[int]):
 
 
 class PreTrainer(Trainer):
-    """`Trainer` whose training sampler is an `EpochDrawSampler` when the data has several draws."""
+    """`Trainer` with per-epoch pair draws, exact loss normalisation, and per-head training logs.
+
+    Trainer's own loss is a mean per micro-batch, averaged again over gradient accumulation
+    steps and processes: not the mean over the examples of an optimizer step when batches
+    differ in masked tokens. Here the MLM loss is divided by the masked tokens of the whole
+    accumulated step and the sentence-head loss by its examples, summed over all processes,
+    so training (and its logs) see the true per-token and per-example means.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, head: str = "nsp", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head = head
+        self._step_counts = None
+        self._head_sums = None
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        tokens = sum(int((b["labels"] != -100).sum()) for b in batch_samples)
+        examples = sum(len(b["input_ids"]) for b in batch_samples)
+        counts = torch.tensor([tokens, examples], dtype=torch.float32, device=device)
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        self._step_counts = counts
+        return batch_samples, num_items
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        sums = getattr(outputs, "head_sums", None)
+        if sums is None or self._step_counts is None:  # evaluation: the model's own means
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+        tokens, examples = self._step_counts.clamp(min=1)
+        loss = sums[0] / tokens + (sums[3] / examples if len(sums) > 3 else 0)
+        if self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
+        detached = sums.detach()
+        self._head_sums = detached if self._head_sums is None else self._head_sums + detached
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._head_sums is not None:
+            sums = self._head_sums
+            if self.accelerator.num_processes > 1:
+                sums = self.accelerator.reduce(sums, reduction="sum")
+            logs.update(head_metrics(sums.tolist(), self.head))
+            self._head_sums = None
+        super().log(logs, start_time)
 
     def _get_train_sampler(self, train_dataset=None):
         # self.train_dataset still has the `epoch` and `length` columns Trainer drops before batching.

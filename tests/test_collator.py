@@ -79,3 +79,65 @@ def test_masks_are_dynamic_and_fixed_eval_masks_are_not(tokenizer):
     assert torch.equal(batch_1["labels"], batch_2["labels"]) and torch.equal(batch_1["input_ids"], batch_2["input_ids"])
     assert (batch_1["labels"][batch_1["attention_mask"] == 0] == -100).all()
     assert (batch_1["labels"] != -100).any()
+
+
+def word_spans(tokenizer, ids):
+    """(start, end) of every word: a piece and the ## pieces after it."""
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    spans, start = [], None
+    for i, token in enumerate(tokens + ["[SEP]"]):
+        if start is not None and not token.startswith("##"):
+            spans.append((start, i))
+            start = None
+        if token not in tokenizer.all_special_tokens and not token.startswith("##") and i < len(tokens):
+            start = i
+    return spans
+
+
+def piecey_examples(tokenizer, n, seed):
+    """Words that split into several pieces (prefix + ##suffix), so whole-word masking has work to do."""
+    rng = random.Random(seed)
+    words = [t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3]
+    out = []
+    for _ in range(n):
+        text = " ".join(rng.choice(words) + rng.choice(["", "s", "ing", "ed"]) for _ in range(rng.randint(5, 30)))
+        out.append({"input_ids": tokenizer(text)["input_ids"]})
+    return out
+
+
+def test_whole_word_masking_keeps_words_whole_and_80_10_10(tokenizer):
+    collator = DataCollatorForPreTraining(tokenizer, whole_word_mask=True, seed=0)
+    exs = piecey_examples(tokenizer, 800, seed=2)
+    batch = collator(exs)
+    masked = batch["labels"] != -100
+    real = sum(len(e["input_ids"]) - 2 for e in exs)
+    assert real > 10_000 and abs(masked.sum().item() / real - 0.15) < 0.015
+    multi = 0
+    for row, e in zip(masked, exs):
+        for start, end in word_spans(tokenizer, e["input_ids"]):
+            span = row[start:end]
+            assert span.all() or not span.any()
+            multi += bool(end - start > 1 and span.all())
+    assert multi > 100
+    ids = tokenizer.pad(exs, pad_to_multiple_of=8, return_tensors="pt")["input_ids"]
+    new = batch["input_ids"][masked]
+    assert abs((new == tokenizer.mask_token_id).float().mean().item() - 0.8) < 0.02
+    assert abs((new == ids[masked]).float().mean().item() - 0.1) < 0.02
+
+
+def test_exact_count_is_round_n_p_capped(tokenizer):
+    exs = examples(tokenizer, 300, seed=4)
+    batch = DataCollatorForPreTraining(tokenizer, mask_count="exact", max_predictions_per_seq=5, seed=0)(exs)
+    for row, e in zip(batch["labels"], exs):
+        n = len(e["input_ids"]) - 3
+        assert (row != -100).sum().item() == min(max(1, round(n * 0.15)), 5)
+    uncapped = DataCollatorForPreTraining(tokenizer, mask_count="exact", max_predictions_per_seq=512, seed=0)(exs)
+    counts = [(row != -100).sum().item() for row in uncapped["labels"]]
+    assert counts == [max(1, round((len(e["input_ids"]) - 3) * 0.15)) for e in exs]
+    exs = piecey_examples(tokenizer, 200, seed=5)
+    wwm = DataCollatorForPreTraining(tokenizer, mask_count="exact", whole_word_mask=True, seed=0,
+                                     max_predictions_per_seq=512)(exs)
+    budgets = [max(1, round((len(e["input_ids"]) - 2) * 0.15)) for e in exs]
+    counts = [(row != -100).sum().item() for row in wwm["labels"]]
+    # Whole words fill the budget as far as they fit; never beyond it.
+    assert all(c <= b for c, b in zip(counts, budgets)) and sum(counts) > 0.95 * sum(budgets)

@@ -31,3 +31,45 @@ def test_group_by_length_keeps_the_draw():
     batches = [lengths[rows[i:i + 8]] for i in range(0, 400, 8)]
     random_batches = [lengths[i:i + 8] for i in range(0, 400, 8)]
     assert sum(b.max() * 8 - b.sum() for b in batches) < 0.5 * sum(b.max() * 8 - b.sum() for b in random_batches)
+
+
+def test_logged_loss_is_the_same_with_gradient_accumulation(tokenizer, tmp_path):
+    """Four micro-batches of 4 must log the loss of one batch of 16: true token and example means."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
+    from pipeline.trainer import PreTrainer
+    from tests.conftest import make_model
+    from tests.test_collator import examples
+
+    collator = DataCollatorForPreTraining(tokenizer, seed=0)
+    # Fixed masks (as for evaluation) so both runs see identical inputs and labels.
+    data = fix_eval_masks(Dataset.from_list(examples(tokenizer, 16, seed=3)), collator, seed=0)
+    data = data.add_column("epoch", [0] * 16)
+
+    def first_logged(batch_size, accumulation, trainer_class=PreTrainer):
+        torch.manual_seed(0)
+        model = make_model(len(tokenizer))
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+        model.config.initializer_range = 1.0  # spread-out logits: per-token losses differ, so means of means would too
+        model = type(model)(model.config)
+        args = TrainingArguments(output_dir=str(tmp_path / f"ga{accumulation}"), per_device_train_batch_size=batch_size,
+                                 gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-3,
+                                 logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+                                 disable_tqdm=True, seed=0)
+        trainer = trainer_class(model=model, args=args, train_dataset=data, data_collator=collator,
+                             processing_class=tokenizer)
+        trainer.train()
+        return next(h for h in trainer.state.log_history if "loss" in h)
+
+    one, four = first_logged(16, 1), first_logged(4, 4)
+    for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy"):
+        assert abs(one[key] - four[key]) < 1e-3, key
+    # Stock Trainer averages micro-batch means, which is not the mean over the 16 examples.
+    from transformers import Trainer
+
+    stock_one, stock_four = first_logged(16, 1, Trainer), first_logged(4, 4, Trainer)
+    assert abs(stock_one["loss"] - one["loss"]) < 1e-3
+    assert abs(stock_four["loss"] - four["loss"]) > 1e-2
