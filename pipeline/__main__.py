@@ -4,11 +4,12 @@ import sys
 
 from pipeline.errors import UsageError
 
-USAGE = """usage: bert-pretrain {prepare,inspect,train} --config RECIPE.yaml [--field value ...]
+USAGE = """usage: bert-pretrain {prepare,inspect,train,evaluate} --config RECIPE.yaml [--field value ...]
 
   prepare   build and cache the preprocessed dataset, print its statistics
   inspect   corpus statistics and decoded, masked training examples (--format jsonl for tools)
   train     further pre-train a BERT on MLM + NSP (prepares the data if needed)
+  evaluate  held-out metrics of any checkpoint (--model_name_or_path DIR)
 
 Run `bert-pretrain COMMAND --help` for every field."""
 
@@ -44,7 +45,13 @@ def train_main(argv: list[str]) -> None:
     train(argv)
 
 
-COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "train": train_main}
+def evaluate_main(argv: list[str]) -> None:
+    from pipeline.evaluation import main as evaluate
+
+    evaluate(argv)
+
+
+COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "train": train_main, "evaluate": evaluate_main}
 
 
 def main(argv: list[str] | None = None) -> int:

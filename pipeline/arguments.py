@@ -91,6 +91,11 @@ class DataArguments:
     )
     max_predictions_per_seq: int = field(
         default=20, metadata={"help": "Cap on masked tokens per sequence with mask_count exact."})
+    general_eval_file: str | None = field(
+        default=None, metadata={"help": "General-domain text evaluated like the held-out set, to watch forgetting."})
+    probes: list[str] | None = field(
+        default=None, metadata={"help": "Fill-mask prompts with one [MASK] each; top-5 predictions are shown "
+                                        "before, during and after training."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out examples evaluated."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for dataset .map()."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it exists."})
@@ -192,7 +197,7 @@ def resolved_recipe(*dataclass_objs) -> dict:
     out = {}
     for obj in dataclass_objs:
         for f in dataclasses.fields(obj):
-            if "token" in f.name:
+            if f.name.endswith("_token"):  # hub_token and the like: secrets never go into reports
                 continue
             value = getattr(obj, f.name)
             out[f.name] = value if isinstance(value, (int, float, str, bool, list, dict, type(None))) else str(value)

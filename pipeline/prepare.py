@@ -30,9 +30,15 @@ GROUP_SIZE = 1000  # documents per pairing batch: the pool NSP negatives are dra
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the token ids: vocabulary, added tokens, normalizer... but not padding/truncation settings,
+    which a saved copy of the same tokenizer may carry differently."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    if backend is None:
+        return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:16]
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _pair_batch(batch, indices, *, split, draw, seed, cls_token_id, sep_token_id, **pair_kwargs):

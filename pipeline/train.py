@@ -7,39 +7,43 @@
 import functools
 import math
 import os
+import time
 
 from transformers import set_seed
 
-from pipeline.arguments import parse_args
+from pipeline.arguments import parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
 from pipeline.model import load_model, load_tokenizer
 from pipeline.prepare import format_stats, prepare_dataset
-from pipeline.report import format_summary
+from pipeline.probes import ProbeCallback
+from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
 from pipeline.trainer import PreTrainer
-
-
-def prepare_from_args(tokenizer, model_args, data_args, training_args):
-    """The prepared dataset for these arguments; built by the main process first, reused by the others."""
-    dataset_dir = data_args.dataset_dir or os.path.join(training_args.output_dir, "dataset")
-    with training_args.main_process_first(desc="prepare dataset"):
-        return prepare_dataset(
-            tokenizer, train_files=data_args.train_file, dataset_dir=dataset_dir,
-            dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-            text_column=data_args.text_column, document_format=data_args.document_format,
-            cache_dir=model_args.cache_dir, max_seq_length=data_args.max_seq_length,
-            short_seq_prob=data_args.short_seq_prob, nsp_probability=data_args.nsp_probability,
-            pairing=data_args.pairing, objective=data_args.objective,
-            dupe_factor=data_args.dupe_factor or math.ceil(training_args.num_train_epochs),
-            validation_split_percentage=data_args.validation_split_percentage, seed=training_args.data_seed
-            if training_args.data_seed is not None else training_args.seed,
-            num_proc=data_args.preprocessing_num_workers, overwrite_cache=data_args.overwrite_cache)
 
 
 def tokenizer_from_args(model_args):
     return load_tokenizer(model_args.model_name_or_path, tokenizer_name=model_args.tokenizer_name,
                           cache_dir=model_args.cache_dir, revision=model_args.model_revision,
                           trust_remote_code=model_args.trust_remote_code)
+
+
+def prepare_from_args(tokenizer, model_args, data_args, training_args, train_files=None, dataset_dir=None,
+                      validation_split_percentage=None, dupe_factor=None):
+    """The prepared dataset for these arguments; built by the main process first, reused by the others."""
+    dataset_dir = dataset_dir or data_args.dataset_dir or os.path.join(training_args.output_dir, "dataset")
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    with training_args.main_process_first(desc="prepare dataset"):
+        return prepare_dataset(
+            tokenizer, train_files=train_files or data_args.train_file, dataset_dir=dataset_dir,
+            dataset_name=None if train_files else data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name, text_column=data_args.text_column,
+            document_format=data_args.document_format, cache_dir=model_args.cache_dir,
+            max_seq_length=data_args.max_seq_length, short_seq_prob=data_args.short_seq_prob,
+            nsp_probability=data_args.nsp_probability, pairing=data_args.pairing, objective=data_args.objective,
+            dupe_factor=dupe_factor or data_args.dupe_factor or math.ceil(training_args.num_train_epochs),
+            validation_split_percentage=data_args.validation_split_percentage
+            if validation_split_percentage is None else validation_split_percentage,
+            seed=seed, num_proc=data_args.preprocessing_num_workers, overwrite_cache=data_args.overwrite_cache)
 
 
 def collator_from_args(tokenizer, data_args, training_args) -> DataCollatorForPreTraining:
@@ -50,9 +54,27 @@ def collator_from_args(tokenizer, data_args, training_args) -> DataCollatorForPr
         seed=training_args.seed)
 
 
+def eval_datasets_from_args(tokenizer, collator, dataset, model_args, data_args, training_args):
+    """Held-out pairs with fixed masks; with general_eval_file, {"heldout": ..., "general": ...}."""
+    if "validation" not in dataset:
+        return None
+    n = data_args.max_eval_samples
+    heldout = fix_eval_masks(dataset["validation"], collator, seed=training_args.seed)
+    heldout = heldout.select(range(min(n, len(heldout)))) if n is not None else heldout
+    if not data_args.general_eval_file:
+        return heldout
+    general, _ = prepare_from_args(
+        tokenizer, model_args, data_args, training_args, train_files=[data_args.general_eval_file],
+        dataset_dir=os.path.join(training_args.output_dir, "dataset-general"), validation_split_percentage=0,
+        dupe_factor=1)
+    general = fix_eval_masks(general["train"].remove_columns("epoch"), collator, seed=training_args.seed)
+    return {"heldout": heldout, "general": general.select(range(min(n, len(general)))) if n is not None else general}
+
+
 def main(argv: list[str] | None = None, return_trainer: bool = False):
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain train")
     set_seed(training_args.seed)
+    started = time.perf_counter()
 
     # Load tokenizer and model
     tokenizer = tokenizer_from_args(model_args)
@@ -64,24 +86,37 @@ def main(argv: list[str] | None = None, return_trainer: bool = False):
     if training_args.process_index == 0:
         print(format_stats(stats))
     collator = collator_from_args(tokenizer, data_args, training_args)
-    eval_dataset = None
-    if "validation" in dataset:
-        eval_dataset = fix_eval_masks(dataset["validation"], collator, seed=training_args.seed)
-        if data_args.max_eval_samples is not None:
-            eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+    eval_dataset = eval_datasets_from_args(tokenizer, collator, dataset, model_args, data_args, training_args)
+    prepared = time.perf_counter()
 
-    # Train
+    # Train: evaluate before the first step, at every eval_steps, and at the end
+    training_args.eval_on_start = eval_dataset is not None
+    probes = ProbeCallback(tokenizer, data_args.probes or [])
     trainer = PreTrainer(
         model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=eval_dataset,
-        processing_class=tokenizer, data_collator=collator, head=data_args.objective,
+        processing_class=tokenizer, data_collator=collator, head=data_args.objective, callbacks=[probes],
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
-    before = trainer.evaluate(metric_key_prefix="eval") if eval_dataset is not None else {}
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    after = trainer.evaluate(metric_key_prefix="eval") if eval_dataset is not None else {}
+    probes_before = probes.run(model, 0) if probes.prompts else []
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    after = trainer.evaluate() if eval_dataset is not None else {}
+    probes_after = probes.run(trainer.model, trainer.state.global_step) if probes.prompts else []
+    real_tokens = trainer.total_real_tokens()
 
-    # Save
+    # Save: model, tokenizer, report.json/png and a model card
     trainer.save_model()
     if trainer.is_world_process_zero():
-        print(format_summary(before, after, training_args.output_dir, model.stock_class))
+        history = trainer.state.log_history
+        before = next(iter(evaluations(history)), {})
+        probe_results = {p: {"before": b, "after": a} for p, b, a in zip(probes.prompts, probes_before, probes_after)}
+        report = build_report(
+            log_history=history, before=before, after=after, stats=stats,
+            recipe=resolved_recipe(model_args, data_args, training_args), real_tokens=real_tokens,
+            timings={"prepare_seconds": prepared - started, "train_seconds": result.metrics["train_runtime"],
+                     "total_seconds": time.perf_counter() - started},
+            probes=probe_results, probe_history=probes.history)
+        write_report(report, training_args.output_dir)
+        write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
+                         model_class=model.stock_class)
+        print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results))
     return trainer if return_trainer else None

@@ -72,11 +72,13 @@ class PreTrainer(Trainer):
         self.head = head
         self._step_counts = None
         self._head_sums = None
+        self.real_tokens = 0  # non-padding tokens trained on by this process
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         tokens = sum(int((b["labels"] != -100).sum()) for b in batch_samples)
         examples = sum(len(b["input_ids"]) for b in batch_samples)
+        self.real_tokens += sum(int(b["attention_mask"].sum()) for b in batch_samples)
         counts = torch.tensor([tokens, examples], dtype=torch.float32, device=device)
         if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
@@ -95,6 +97,13 @@ class PreTrainer(Trainer):
         detached = sums.detach()
         self._head_sums = detached if self._head_sums is None else self._head_sums + detached
         return (loss, outputs) if return_outputs else loss
+
+    def total_real_tokens(self) -> int:
+        """Non-padding tokens trained on, summed over all processes."""
+        total = torch.tensor(self.real_tokens, device=self.args.device)
+        if self.accelerator.num_processes > 1:
+            total = self.accelerator.reduce(total, reduction="sum")
+        return int(total)
 
     def log(self, logs, start_time=None):
         if "loss" in logs and self._head_sums is not None:

@@ -1,0 +1,100 @@
+"""A real run on a tiny BERT: report.json, report.png, model card, TensorBoard, evaluate, reloading."""
+
+import glob
+import json
+import os
+
+import pytest
+from transformers import BertForMaskedLM, BertForPreTraining, BertModel
+
+from pipeline.__main__ import main as cli
+from pipeline.train import main
+from tests.conftest import make_documents
+
+
+@pytest.fixture(scope="module")
+def run(tiny_model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    corpus, general = tmp / "corpus.txt", tmp / "general.txt"
+    corpus.write_text("\n".join(make_documents(60, seed=1)) + "\n")
+    general.write_text("\n".join(make_documents(20, seed=2)) + "\n")
+    out = str(tmp / "run")
+    args = ["--model_name_or_path", tiny_model_dir, "--train_file", str(corpus), "--output_dir", out,
+            "--max_seq_length", "48", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+            "--validation_split_percentage", "10", "--save_strategy", "no", "--disable_tqdm", "true"]
+    trainer = main([*args, "--max_steps", "4", "--learning_rate", "1.0e-3", "--logging_steps", "1",
+                    "--eval_strategy", "steps", "--eval_steps", "2", "--report_to", "tensorboard",
+                    "--general_eval_file", str(general), "--probes", "The [MASK] flows to the sea.",
+                    "A bird sings in the [MASK]."], return_trainer=True)
+    return trainer, out, args
+
+
+def test_report_json_agrees_with_trainer_logs(run):
+    trainer, out, _ = run
+    report = json.load(open(os.path.join(out, "report.json")))
+    history = trainer.state.log_history
+    assert report["train"] == [h for h in history if "loss" in h]
+    assert [h["step"] for h in report["train"]] == [1, 2, 3, 4]
+    assert {"mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "perplexity"} <= set(report["train"][0])
+    evals = [h["step"] for h in report["eval"]]
+    assert evals[0] == 0 and 2 in evals and evals[-1] == 4
+    assert report["before"]["step"] == 0
+    for prefix in ("eval_heldout_", "eval_general_"):
+        assert prefix + "mlm_loss" in report["before"] and prefix + "nsp_accuracy" in report["after"]
+    assert report["after"]["eval_heldout_mlm_loss"] == report["eval"][-1]["eval_heldout_mlm_loss"]
+    assert report["real_tokens"] > 0
+    assert report["real_tokens_per_second"] == pytest.approx(report["real_tokens"] / report["timings"]["train_seconds"])
+    assert report["corpus"]["train"]["documents"] == 54 and report["recipe"]["max_seq_length"] == 48
+    assert "hub_token" not in report["recipe"]
+    assert set(report["probes"]) == {"The [MASK] flows to the sea.", "A bird sings in the [MASK]."}
+    assert len(report["probes"]["A bird sings in the [MASK]."]["after"]) == 5
+    assert [h["step"] for h in report["probe_history"]] == [0, 2, 4]
+
+
+def test_report_png_is_a_real_image(run):
+    import matplotlib.image
+
+    _, out, _ = run
+    image = matplotlib.image.imread(os.path.join(out, "report.png"))
+    assert image.shape[0] >= 300 and image.shape[1] >= 1000 and image.std() > 0.05
+
+
+def test_model_card_has_metrics_and_probes(run):
+    _, out, _ = run
+    report = json.load(open(os.path.join(out, "report.json")))
+    card = open(os.path.join(out, "README.md")).read()
+    assert card.startswith("---\nlibrary_name: transformers")
+    assert f"{report['after']['eval_heldout_mlm_loss']:.3f}" in card
+    assert f"{report['before']['eval_heldout_nsp_accuracy']:.1%}" in card
+    assert "A bird sings in the [MASK]." in card and "54 documents" in card
+
+
+def test_tensorboard_events_written(run):
+    _, out, _ = run
+    assert glob.glob(os.path.join(out, "runs", "*", "events.out.tfevents.*"))
+
+
+def test_folder_reloads_in_three_classes(run):
+    _, out, _ = run
+    assert os.path.isfile(os.path.join(out, "model.safetensors"))
+    assert type(BertForPreTraining.from_pretrained(out)) is BertForPreTraining
+    assert type(BertForMaskedLM.from_pretrained(out)) is BertForMaskedLM
+    assert type(BertModel.from_pretrained(out)) is BertModel
+
+
+def test_evaluate_is_repeatable_and_matches_training(run, capsys):
+    _, out, args = run
+    from pipeline.evaluation import main as evaluate
+
+    common = [a if a != args[1] else out for a in args]  # same recipe, the trained checkpoint as model
+    first, second = evaluate(common), evaluate(common)
+
+    def numbers(metrics):
+        return {k: v for k, v in metrics.items() if not k.endswith(("runtime", "per_second", "preparation_time"))}
+
+    assert numbers(first) == numbers(second) and "eval_mlm_loss" in first
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert first["eval_mlm_loss"] == pytest.approx(report["after"]["eval_heldout_mlm_loss"], abs=1e-5)
+    capsys.readouterr()
+    assert cli(["evaluate", *common]) == 0
+    assert "checkpoint" in capsys.readouterr().out
