@@ -99,12 +99,16 @@ def plot_report(report: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heads = [(key, name) for key, name in HEADS if any(key in h for h in report["train"])]
-    fig, axes = plt.subplots(1, len(heads) + 1, figsize=(5 * (len(heads) + 1), 4))
+    prefixes = eval_prefixes(report["after"])
+    heads = [(key, name) for key, name in HEADS
+             if any(key in h for h in report["train"]) or any(p + key in report["after"] for p, _ in prefixes)]
+    fig, axes = plt.subplots(1, len(heads) + 1, figsize=(5 * (len(heads) + 1), 4), squeeze=False)
+    axes = axes[0]
     for ax, (key, name) in zip(axes, heads):
         train = [(h["step"], h[key]) for h in report["train"] if key in h]
-        ax.plot(*zip(*train), label="train", color="tab:blue")
-        for prefix, title in eval_prefixes(report["after"]):
+        if train:
+            ax.plot(*zip(*train), label="train", color="tab:blue")
+        for prefix, title in prefixes:
             points = [(h["step"], h[prefix + key]) for h in report["eval"] if prefix + key in h]
             if points:
                 ax.plot(*zip(*points), "o-", label=title, color="tab:orange" if title == "held-out" else "tab:green")
@@ -113,7 +117,7 @@ def plot_report(report: dict, path: str) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     bars = [(f"{name} acc" + ("" if title == "held-out" else f"\n({title})"), prefix + key.replace("loss", "accuracy"))
-            for key, name in heads for prefix, title in eval_prefixes(report["after"])]
+            for key, name in heads for prefix, title in prefixes]
     bars = [(label, key) for label, key in bars if key in report["before"] and key in report["after"]]
     ax = axes[-1]
     xs = range(len(bars))

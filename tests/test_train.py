@@ -29,7 +29,7 @@ def test_train_runs_and_output_reloads(tiny_model_dir, corpus_file, tmp_path, ca
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     evals = [h for h in trainer.state.log_history if "eval_mlm_loss" in h]
-    assert len(evals) == 1 and {"eval_nsp_accuracy", "eval_mlm_accuracy", "eval_perplexity"} <= set(evals[0])
+    assert [h["step"] for h in evals] == [0, 4] and {"eval_nsp_accuracy", "eval_mlm_accuracy", "eval_perplexity"} <= set(evals[0])
 
     model = BertForPreTraining.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
