@@ -187,6 +187,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     model_args, data_args, training_args = parsed[:3]
     if leftover:
         raise UsageError(f"unrecognized arguments: {' '.join(leftover)}; see --help for the fields.")
+    if training_args.hub_token:
+        raise UsageError("hub_token was given in the recipe or on the command line, where it would be saved with "
+                         "the run; remove it and set HF_TOKEN in the environment or run `hf auth login`.")
     if training_args.output_dir is None:
         raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
     return tuple(parsed)

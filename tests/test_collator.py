@@ -69,7 +69,12 @@ def test_masks_are_dynamic_and_fixed_eval_masks_are_not(tokenizer):
 
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
     exs = examples(tokenizer, 32)
-    assert not torch.equal(collator(exs)["labels"], collator(exs)["labels"])
+    # Same seed, epoch and batch: same masks (a resumed run masks as an unbroken one) ...
+    assert torch.equal(collator(exs)["labels"], collator(exs)["labels"])
+    # ... a new epoch masks afresh.
+    first = collator(exs)["labels"]
+    collator.epoch = 1
+    assert not torch.equal(first, collator(exs)["labels"])
 
     dataset = Dataset.from_list(exs)
     fixed_a = fix_eval_masks(dataset, collator, seed=5)

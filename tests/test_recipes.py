@@ -30,3 +30,34 @@ def test_meditations_recipe_points_at_the_tutorial_sources():
     assert data_args.train_file == [
         "https://raw.githubusercontent.com/jamescalam/transformers/main/data/text/meditations/clean.txt"]
     assert data_args.document_format == "line"
+
+
+ACCELERATE = sorted(glob.glob(os.path.join(ROOT, "recipes", "accelerate", "*.yaml")))
+EXPECTED = {"single_gpu.yaml": (1, False, False, False), "multi_gpu.yaml": (8, True, False, False),
+            "multi_node.yaml": (16, True, False, False), "fsdp.yaml": (8, False, True, False),
+            "deepspeed_zero2.yaml": (8, False, False, True)}
+
+
+def test_accelerate_configs_are_all_there():
+    assert {os.path.basename(f) for f in ACCELERATE} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("config", ACCELERATE, ids=os.path.basename)
+def test_accelerate_config_loads_and_validates(config):
+    """accelerate's own loader (unknown keys are an error) and its launch-argument validation."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    cluster = load_config_from_file(config)
+    assert cluster.mixed_precision == "bf16"
+    args = launch_command_parser().parse_args(
+        ["--config_file", config, "-m", "pipeline", "train", "--config", os.path.join(ROOT, "recipes", "quickstart.yaml")])
+    args, _, _ = _validate_launch_command(args)
+    assert (args.num_processes, bool(args.multi_gpu), bool(args.use_fsdp), bool(args.use_deepspeed)) == \
+        EXPECTED[os.path.basename(config)]
+    if os.path.basename(config) == "multi_node.yaml":
+        assert args.num_machines == 2 and args.main_process_port == 29500
+    if os.path.basename(config) == "fsdp.yaml":
+        assert args.fsdp_transformer_layer_cls_to_wrap == "BertLayer"
+    if os.path.basename(config) == "deepspeed_zero2.yaml":
+        assert args.zero_stage == 2
