@@ -23,7 +23,7 @@ from pipeline.corpus import load_documents, resolve_train_files
 from pipeline.errors import UsageError
 from pipeline.features import build_features
 from pipeline.pairs import make_pairs
-from pipeline.sentences import encode_documents
+from pipeline.sentences import encode_documents, plain_encoder
 
 CONFIG_FILE = "prepare.json"
 GROUP_SIZE = 1000  # documents per pairing batch: the pool NSP negatives are drawn from
@@ -139,30 +139,46 @@ def prepare_dataset(
     dupe_factor: int = 1,
     num_proc: int | None = None,
     overwrite_cache: bool = False,
+    portable: bool = False,
 ) -> tuple[DatasetDict, dict]:
-    """Builds (or reuses) the prepared dataset; returns it and its statistics."""
-    files = resolve_train_files(train_files, cache_dir) if train_files and not dataset_name else []
+    """Builds (or reuses) the prepared dataset; returns it and its statistics.
+
+    It is reused when everything it depends on is unchanged. With `portable` (a dataset_dir the
+    user named), the corpus files may be elsewhere or absent, as on another machine: the
+    tokenizer and data settings must still match.
+    """
+    saved = Path(dataset_dir) / CONFIG_FILE
+    previous = json.loads(saved.read_text()) if saved.is_file() and not overwrite_cache else None
+    try:
+        files = resolve_train_files(train_files, cache_dir) if train_files and not dataset_name else []
+    except UsageError:
+        if not (portable and previous):
+            raise
+        files = None
     config = {
-        "files": [[os.path.abspath(f), os.path.getsize(f), os.path.getmtime(f)] if os.path.isfile(f) else [f]
-                  for f in files],
+        "files": None if files is None else [
+            [os.path.abspath(f), os.path.getsize(f), os.path.getmtime(f)] if os.path.isfile(f) else [f] for f in files],
         "dataset_name": dataset_name, "dataset_config_name": dataset_config_name, "text_column": text_column,
         "document_format": document_format, "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,
         "pairing": pairing, "objective": objective, "validation_split_percentage": validation_split_percentage,
         "seed": seed, "dupe_factor": dupe_factor,
     }
-    saved = Path(dataset_dir) / CONFIG_FILE
-    if saved.is_file() and not overwrite_cache:
-        previous = json.loads(saved.read_text())
-        if previous["config"] == config:
+    if previous is not None:
+        unchanged = {k: v for k, v in config.items() if k != "files"} == \
+            {k: v for k, v in previous["config"].items() if k != "files"}
+        if unchanged and (portable or previous["config"]["files"] == config["files"]):
             return load_from_disk(dataset_dir), previous["stats"]
+        if files is None:
+            raise UsageError(f"the dataset in {dataset_dir} was prepared with other settings or another tokenizer, "
+                             "and the corpus to rebuild it is not here; match the settings or give train_file.")
 
     documents = load_documents(files, document_format=document_format, text_column=text_column,
                                dataset_name=dataset_name, dataset_config_name=dataset_config_name, cache_dir=cache_dir)
     max_num_tokens = max_seq_length - (3 if objective != "mlm" else 2)
     documents = documents.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],
                               num_proc=num_proc,
-                              fn_kwargs={"tokenizer": tokenizer, "max_num_tokens": max_num_tokens},
+                              fn_kwargs={"encoder": plain_encoder(tokenizer), "max_num_tokens": max_num_tokens},
                               desc="Splitting sentences")
     documents = documents.filter(lambda n: [k > 0 for k in n], input_columns="num_sentences", batched=True)
     if objective == "nsp" and len(documents) < 2:

@@ -7,7 +7,10 @@ acronyms (J. R. R., U.S.A.), decimals (3.14), dotted code (os.path.join), `?` an
 `!`, closing quotes and brackets after the terminator, and ellipses.
 """
 
+import copy
 import re
+
+import tokenizers
 
 # Abbreviations after which a period does not end a sentence (lower case, no final dot).
 ABBREVIATIONS = frozenset("""
@@ -63,17 +66,29 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def encode_documents(texts: list[str], tokenizer, max_num_tokens: int) -> dict[str, list]:
+def plain_encoder(tokenizer) -> tokenizers.Tokenizer:
+    """A copy of the tokenizer's Rust backend with padding and truncation off.
+
+    Checkpoints often ship a tokenizer.json that pads or truncates (all-MiniLM-L6-v2 pads every
+    batch to its longest item); sentences must come out as their own tokens and nothing else.
+    """
+    encoder = copy.deepcopy(tokenizer.backend_tokenizer)
+    encoder.no_padding()
+    encoder.no_truncation()
+    return encoder
+
+
+def encode_documents(texts: list[str], encoder: tokenizers.Tokenizer, max_num_tokens: int) -> dict[str, list]:
     """A batch of documents -> per document, its sentences as token ids (no special tokens).
 
-    A "sentence" longer than max_num_tokens (a table, code, a list with no full stops)
-    is cut into max_num_tokens pieces so no segment can overflow an example.
+    `encoder` comes from `plain_encoder`. A "sentence" longer than max_num_tokens (a table,
+    code, a list with no full stops) is cut into max_num_tokens pieces so no segment overflows.
     """
     split = [split_sentences(text) for text in texts]
     flat = [sentence for sentences in split for sentence in sentences]
     # One call per batch straight to the Rust tokenizer: it parallelises across the batch, and skipping
     # transformers' BatchEncoding wrapper and offsets makes this step about twice as fast.
-    ids = [e.ids for e in tokenizer.backend_tokenizer.encode_batch_fast(flat, add_special_tokens=False)] if flat else []
+    ids = [e.ids for e in encoder.encode_batch_fast(flat, add_special_tokens=False)] if flat else []
     documents, k = [], 0
     for sentences in split:
         document = []

@@ -30,6 +30,7 @@ def tokenizer_from_args(model_args):
 def prepare_from_args(tokenizer, model_args, data_args, training_args, train_files=None, dataset_dir=None,
                       validation_split_percentage=None, dupe_factor=None):
     """The prepared dataset for these arguments; built by the main process first, reused by the others."""
+    dataset_dir_override = dataset_dir
     dataset_dir = dataset_dir or data_args.dataset_dir or os.path.join(training_args.output_dir, "dataset")
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     with training_args.main_process_first(desc="prepare dataset"):
@@ -43,7 +44,8 @@ def prepare_from_args(tokenizer, model_args, data_args, training_args, train_fil
             dupe_factor=dupe_factor or data_args.dupe_factor or math.ceil(training_args.num_train_epochs),
             validation_split_percentage=data_args.validation_split_percentage
             if validation_split_percentage is None else validation_split_percentage,
-            seed=seed, num_proc=data_args.preprocessing_num_workers, overwrite_cache=data_args.overwrite_cache)
+            seed=seed, num_proc=data_args.preprocessing_num_workers, overwrite_cache=data_args.overwrite_cache,
+            portable=bool(data_args.dataset_dir) and not dataset_dir_override)
 
 
 def collator_from_args(tokenizer, data_args, training_args) -> DataCollatorForPreTraining:

@@ -120,3 +120,19 @@ def test_same_seed_same_dataset_other_seed_other(tokenizer, tmp_path):
     c, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "c"), seed=2, **kwargs)
     assert a["train"][:] == b["train"][:] and a["validation"][:] == b["validation"][:]
     assert a["train"]["input_ids"][:] != c["train"]["input_ids"][:]
+
+
+def test_a_named_dataset_dir_travels_to_a_machine_without_the_corpus(tokenizer, corpus_file, tmp_path):
+    import shutil
+
+    _, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "made"),
+                               max_seq_length=32, seed=1)
+    shutil.copytree(tmp_path / "made", tmp_path / "elsewhere")
+    os.remove(corpus_file)  # "another machine": the corpus is not there
+    stamp = os.path.getmtime(tmp_path / "elsewhere" / "prepare.json")
+    dataset, again = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "elsewhere"),
+                                     max_seq_length=32, seed=1, portable=True)
+    assert again == stats and os.path.getmtime(tmp_path / "elsewhere" / "prepare.json") == stamp
+    with pytest.raises(UsageError, match="prepared with other settings"):
+        prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "elsewhere"),
+                        max_seq_length=48, seed=1, portable=True)
