@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -17,7 +18,10 @@ def test_two_processes_share_pairs_split_batches_and_save_once(tiny_model_dir, t
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(make_documents(80, seed=3)) + "\n")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    with socket.socket() as probe:  # a free port, so parallel or leftover runs cannot collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            os.path.join(ROOT, "tests", "ddp_worker.py"), "--model_name_or_path", tiny_model_dir,
            "--train_file", str(corpus), "--output_dir", str(out), "--max_seq_length", "48",
            "--per_device_train_batch_size", "4", "--max_steps", "6", "--logging_steps", "2",
