@@ -148,8 +148,8 @@ def bench_training(args, work: str) -> list[str]:
     lines = [f"Training: {os.path.basename(model.rstrip('/'))}, Meditations, batch 16, tutorial {tutorial['steps']} "
              f"steps (padded to 512), ours {ours['steps']} steps (dynamic padding, length-grouped, sparse MLM head)",
              f"matmul peak measured now: {peak / 1e9:.1f} GFLOP/s (fp32, {os.cpu_count()} cores)",
-             f"{'':<36}{'tutorial':>12}{'ours':>14}{'ours/tut':>10}"]
-    lines += [f"{name:<36}{t:>12}{o:>14}{r:>10}" for name, t, o, r in rows]
+             f"{'':<36}{'tutorial':>12}{'ours':>22}{'ours/tut':>10}"]
+    lines += [f"{name:<36}{t:>12}{o:>22}{r:>10}" for name, t, o, r in rows]
     return lines
 
 

@@ -1,4 +1,4 @@
-"""Command line: `bert-pretrain {prepare,train} --config recipes/NAME.yaml [--field value ...]`."""
+"""Command line: `bert-pretrain {prepare,inspect,train,evaluate} --config recipes/NAME.yaml [--field value ...]`."""
 
 import sys
 

@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     recipe_argv = recipe_to_argv(read_recipe(config), known, config) if config else []
     if not torch.accelerator.is_available():
         # Trainer refuses `bf16: true` without an accelerator unless use_cpu is set; saying so here lets one
-        # recipe serve GPU boxes and CPU-only machines (where bf16 autocast works and is faster).
+        # recipe serve GPU boxes and CPU-only machines (where bf16 autocast runs; fast only with AVX512-BF16/AMX).
         recipe_argv = ["--use_cpu", "true", *recipe_argv]
     try:
         *parsed, leftover = parser.parse_args_into_dataclasses(args=recipe_argv + rest, return_remaining_strings=True)
@@ -190,7 +190,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     if training_args.hub_token:
         raise UsageError("hub_token was given in the recipe or on the command line, where it would be saved with "
                          "the run; remove it and set HF_TOKEN in the environment or run `hf auth login`.")
-    if training_args.output_dir is None:
+    if not any(a.split("=")[0] == "--output_dir" for a in recipe_argv + rest):  # else ./trainer_output, silently
         raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
     return tuple(parsed)
 

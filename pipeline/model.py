@@ -121,7 +121,7 @@ def _stack(sums: list) -> torch.Tensor:
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,
                    revision: str = "main", trust_remote_code: bool = False):
     path = resolve_model_path(tokenizer_name or model_name_or_path)
-    if os.path.sep in path and not os.path.exists(path):
+    if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
         raise UsageError(f"model path {path} does not exist; give a local BERT folder or a Hub model id.")
     tokenizer = AutoTokenizer.from_pretrained(path, cache_dir=cache_dir, revision=revision,
                                               trust_remote_code=trust_remote_code)

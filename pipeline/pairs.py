@@ -10,9 +10,6 @@ negatives equals `nsp_probability` instead of drifting above it.
 
 import random
 
-Pair = tuple[list[int], list[int], int]  # (tokens_a, tokens_b, label); label -1 when there is no B
-
-
 def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random) -> bool:
     """Trims the longer side, from the front or back at random, until both fit; True if anything was cut."""
     truncated = False

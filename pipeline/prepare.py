@@ -162,12 +162,12 @@ def prepare_dataset(
         "document_format": document_format, "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,
         "pairing": pairing, "objective": objective, "validation_split_percentage": validation_split_percentage,
-        "seed": seed, "dupe_factor": dupe_factor,
+        "seed": seed, "dupe_factor": dupe_factor, "num_proc": num_proc,  # it moves group boundaries
     }
     if previous is not None:
         unchanged = {k: v for k, v in config.items() if k != "files"} == \
             {k: v for k, v in previous["config"].items() if k != "files"}
-        if unchanged and (portable or previous["config"]["files"] == config["files"]):
+        if unchanged and (files is None or previous["config"]["files"] == config["files"]):
             return load_from_disk(dataset_dir), previous["stats"]
         if files is None:
             raise UsageError(f"the dataset in {dataset_dir} was prepared with other settings or another tokenizer, "

@@ -15,8 +15,8 @@ import tokenizers
 # Abbreviations after which a period does not end a sentence (lower case, no final dot).
 ABBREVIATIONS = frozenset("""
 mr mrs ms dr prof sr jr st mt rev gen col lt sgt capt cmdr gov sen rep hon messrs mme mlle
-e.g i.e cf vs viz al approx ca no nos vol vols fig figs eq eqs ch sec art p pp ed eds ref
-inc ltd co corp bros dept univ assn est jan feb mar apr jun jul aug sep sept oct nov dec
+e.g i.e cf vs viz al approx ca nos vol vols fig figs eq eqs pp eds ref
+inc ltd co corp bros dept univ assn jan feb mar apr jun jul aug sept oct nov dec
 """.split())
 
 # A terminator run, then closing quotes/brackets, then whitespace: a candidate boundary.
@@ -33,7 +33,7 @@ def _is_abbreviation(text: str, end: int) -> bool:
     if not match:
         return False
     word = match.group(1).lstrip("(['\"‘“")
-    if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
+    if len(word) == 1 and word.isupper():  # an initial: "J. Smith" (but "returns x. If" ends a sentence)
         return True
     if _ACRONYM.fullmatch(word):  # "U.S.A", "e.g"
         return True

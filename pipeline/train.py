@@ -13,6 +13,7 @@ from transformers import set_seed
 
 from pipeline.arguments import parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
+from pipeline.errors import UsageError
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
 from pipeline.model import load_model, load_tokenizer
 from pipeline.prepare import format_stats, prepare_dataset
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     model = load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
                        revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
 
+    if data_args.max_seq_length > model.config.max_position_embeddings:
+        raise UsageError(f"max_seq_length {data_args.max_seq_length} is above the model's "
+                         f"{model.config.max_position_embeddings} position embeddings; lower max_seq_length.")
+
     # Load datasets
     dataset, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
     if training_args.process_index == 0:
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
 
     # Train: evaluate before the first step, at every eval_steps, and at the end
     training_args.eval_on_start = eval_dataset is not None
+    if eval_dataset is None:
+        training_args.eval_strategy = "no"  # nothing held out (validation_split_percentage: 0)
     probes = ProbeCallback(tokenizer, data_args.probes or [])
     trainer = PreTrainer(
         model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=eval_dataset,

