@@ -10,16 +10,15 @@ from transformers import Trainer
 from pipeline.arguments import parse_args
 from pipeline.errors import UsageError
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import load_model
 from pipeline.report import metrics_tables
-from pipeline.train import collator_from_args, eval_datasets_from_args, prepare_from_args, tokenizer_from_args
+from pipeline.train import (collator_from_args, eval_datasets_from_args, model_from_args, prepare_from_args,
+                            tokenizer_from_args)
 
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain evaluate")
     tokenizer = tokenizer_from_args(model_args)
-    model = load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
-                       revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+    model = model_from_args(model_args, data_args)
     dataset, _ = prepare_from_args(tokenizer, model_args, data_args, training_args)
     collator = collator_from_args(tokenizer, data_args, training_args)
     eval_dataset = eval_datasets_from_args(tokenizer, collator, dataset, model_args, data_args, training_args)

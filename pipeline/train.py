@@ -28,6 +28,11 @@ def tokenizer_from_args(model_args):
                           trust_remote_code=model_args.trust_remote_code)
 
 
+def model_from_args(model_args, data_args):
+    return load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
+                      revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+
+
 def prepare_from_args(tokenizer, model_args, data_args, training_args, train_files=None, dataset_dir=None,
                       validation_split_percentage=None, dupe_factor=None):
     """The prepared dataset for these arguments; built by the main process first, reused by the others."""
@@ -81,8 +86,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
 
     # Load tokenizer and model
     tokenizer = tokenizer_from_args(model_args)
-    model = load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
-                       revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+    model = model_from_args(model_args, data_args)
 
     if data_args.max_seq_length > model.config.max_position_embeddings:
         raise UsageError(f"max_seq_length {data_args.max_seq_length} is above the model's "
