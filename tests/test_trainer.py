@@ -45,7 +45,15 @@ def test_logged_loss_is_the_same_with_gradient_accumulation(tokenizer, tmp_path)
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
     # Fixed masks (as for evaluation) so both runs see identical inputs and labels.
     data = fix_eval_masks(Dataset.from_list(examples(tokenizer, 16, seed=3)), collator, seed=0)
-    data = data.add_column("epoch", [0] * 16)
+    # Half the rows keep a single masked token, so micro-batches hold very different numbers of
+    # masked tokens and a mean of micro-batch means is far from the mean over all masked tokens.
+    def thin(row, index):
+        masked = [i for i, label in enumerate(row["labels"]) if label != -100]
+        if index % 2 and masked:
+            row["labels"] = [label if i == masked[0] else -100 for i, label in enumerate(row["labels"])]
+        return row
+
+    data = data.map(thin, with_indices=True).add_column("epoch", [0] * 16)
 
     def first_logged(batch_size, accumulation, trainer_class=PreTrainer):
         torch.manual_seed(0)
@@ -70,4 +78,4 @@ def test_logged_loss_is_the_same_with_gradient_accumulation(tokenizer, tmp_path)
 
     stock_one, stock_four = first_logged(16, 1, Trainer), first_logged(4, 4, Trainer)
     assert abs(stock_one["loss"] - one["loss"]) < 1e-3
-    assert abs(stock_four["loss"] - four["loss"]) > 1e-2
+    assert abs(stock_four["loss"] - four["loss"]) > 5e-2
