@@ -2,7 +2,7 @@
 
 import sys
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, is_disk_full
 
 USAGE = """usage: bert-pretrain {prepare,inspect,train,evaluate} --config RECIPE.yaml [--field value ...]
 
@@ -69,7 +69,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bert-pretrain {command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        full = _disk_full(e)
+        if full is None or debug:
+            raise
+        where = f" while writing {full.filename}" if getattr(full, "filename", None) else ""
+        print(f"bert-pretrain {command}: error: no room left on the disk{where} ({full.strerror or full}); "
+              "free space, or point output_dir, dataset_dir and HF_DATASETS_CACHE at a disk with room, and run "
+              "again (nothing half-written is used).", file=sys.stderr)
+        return 2
     return 0
+
+
+def _disk_full(error: BaseException | None) -> OSError | None:
+    """The write error behind `error`, which `datasets` and worker processes may have wrapped."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if is_disk_full(error):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out examples evaluated."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for dataset .map()."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it exists."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace a run with other settings in output_dir (its checkpoints are "
+                                         "deleted); without it such a run is left alone and train stops."})
 
     def __post_init__(self):
         if not 0 <= self.validation_split_percentage < 100:
@@ -190,6 +193,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     if training_args.hub_token:
         raise UsageError("hub_token was given in the recipe or on the command line, where it would be saved with "
                          "the run; remove it and set HF_TOKEN in the environment or run `hf auth login`.")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise UsageError(f"{name} is {getattr(training_args, name)}; give 1 or more.")
     if not any(a.split("=")[0] == "--output_dir" for a in recipe_argv + rest):  # else ./trainer_output, silently
         raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
     return tuple(parsed)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, BertForMaskedLM, BertForPreTraining
+from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM, BertForPreTraining
 from transformers.modeling_outputs import MaskedLMOutput
-from transformers.utils import logging as hf_logging
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
+from transformers.utils import logging as hf_logging
 
 from pipeline.errors import UsageError
 
@@ -118,13 +118,21 @@ def _stack(sums: list) -> torch.Tensor:
     return torch.stack([x.float() for x in sums])
 
 
+def _first_line(error: Exception) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,
                    revision: str = "main", trust_remote_code: bool = False):
     path = resolve_model_path(tokenizer_name or model_name_or_path)
     if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
         raise UsageError(f"model path {path} does not exist; give a local BERT folder or a Hub model id.")
-    tokenizer = AutoTokenizer.from_pretrained(path, cache_dir=cache_dir, revision=revision,
-                                              trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, cache_dir=cache_dir, revision=revision,
+                                                  trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:  # not a folder, not on the Hub (or offline), no tokenizer files
+        raise UsageError(f"the tokenizer of {path} could not be loaded ({_first_line(e)}); give a local BERT "
+                         "folder or a Hub model id, with tokenizer_name if the tokenizer is elsewhere.") from None
     if not tokenizer.is_fast:
         raise UsageError(f"the tokenizer of {path} is not a fast tokenizer; give a model with a tokenizer.json.")
     return tokenizer
@@ -132,15 +140,34 @@ def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None
 
 def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: str | None = None,
                revision: str = "main", trust_remote_code: bool = False):
-    """A BERT with the heads `objective` needs: MLM + NSP (also used for SOP), or MLM only."""
+    """A BERT with the heads `objective` needs: MLM + NSP (also used for SOP), or MLM only.
+
+    A BERT checkpoint saved without pre-training heads (a `BertModel`, or `BertForMaskedLM` for NSP)
+    gets them newly initialised, as `from_pretrained` does, and says so. A model that is not a
+    BERT, or cannot tell segment A from B, is refused.
+    """
     path = resolve_model_path(model_name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"model {path} could not be loaded ({_first_line(e)}); give a local BERT folder or a "
+                         "Hub model id.") from None
+    if config.model_type != "bert":
+        heads = " and has no next-sentence head for --objective nsp/sop" if objective != "mlm" else ""
+        raise UsageError(f"model {path} is a {config.model_type} model{heads}; this tool pre-trains BERT "
+                         "(model_type bert) checkpoints: give one.")
+    if objective != "mlm" and config.type_vocab_size < 2:
+        raise UsageError(f"model {path} has type_vocab_size {config.type_vocab_size}, no segment B embedding, so it "
+                         f"cannot learn --objective {objective}; use --objective mlm.")
     model_class = BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse
     # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
         model, info = model_class.from_pretrained(
-            path, cache_dir=cache_dir, revision=revision, trust_remote_code=trust_remote_code, output_loading_info=True)
+            path, config=config, cache_dir=cache_dir, revision=revision, trust_remote_code=trust_remote_code,
+            output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
     new = sorted({k.split(".")[1] for k in info["missing_keys"] if k.startswith("cls.")})
@@ -148,3 +175,13 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
         print(f"{path}: newly initialised pre-training head parts: {', '.join(new)}")
     return model
 
+
+def check_model_fits(tokenizer, model, max_seq_length: int) -> None:
+    """Refuses a tokenizer with ids beyond the model's embeddings, or sequences beyond its positions."""
+    if len(tokenizer) > model.config.vocab_size:
+        raise UsageError(f"the tokenizer has {len(tokenizer):,} tokens but the model's embeddings have "
+                         f"{model.config.vocab_size:,} rows, so it is not this model's tokenizer; give the model's "
+                         "own (drop tokenizer_name) or a matching one.")
+    if max_seq_length > model.config.max_position_embeddings:
+        raise UsageError(f"max_seq_length {max_seq_length} is above the model's "
+                         f"{model.config.max_position_embeddings} position embeddings; lower max_seq_length.")

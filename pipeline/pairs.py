@@ -10,6 +10,7 @@ negatives equals `nsp_probability` instead of drifting above it.
 
 import random
 
+
 def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random) -> bool:
     """Trims the longer side, from the front or back at random, until both fit; True if anything was cut."""
     truncated = False

@@ -12,20 +12,28 @@ import json
 import math
 import os
 import random
+import re
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 
-from pipeline.corpus import load_documents, resolve_train_files
+from pipeline.corpus import check_text_files, load_documents, resolve_train_files
 from pipeline.errors import UsageError
 from pipeline.features import build_features
 from pipeline.pairs import make_pairs
-from pipeline.sentences import encode_documents, plain_encoder
+from pipeline.sentences import SentenceEncoder, encode_documents
 
 CONFIG_FILE = "prepare.json"
+# int32 ids: half the disk and page cache of the int64 that Python ints would give.
+DOCUMENT_FEATURES = Features({"sentences": List(List(Value("int32"))), "num_sentences": Value("int32"),
+                              "num_tokens": Value("int64"), "overlong_tokens": Value("int64")})
+# Above this share of tokens in "sentences" cut at max_seq_length, next-sentence pairs are arbitrary cuts.
+MAX_OVERLONG_SHARE = 0.5
 GROUP_SIZE = 1000  # documents per pairing batch: the pool NSP negatives are drawn from
 
 
@@ -41,17 +49,31 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _pair_batch(batch, indices, *, split, draw, seed, cls_token_id, sep_token_id, **pair_kwargs):
-    # One generator per batch, seeded by its position and draw: reruns and every rank build identical pairs.
-    rng = random.Random(f"{seed}-{split}-{draw}-{indices[0]}")
-    pairs = make_pairs(batch["sentences"], rng=rng, **pair_kwargs)
-    features = build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
-    if split == "train":
-        features["epoch"] = [draw] * len(pairs)
-    return features
+def _pair_batch(batch, indices, *, split, draws, seed, cls_token_id, sep_token_id, **pair_kwargs) -> pa.Table:
+    tables = []
+    for draw in range(draws):
+        # One generator per group and draw: reruns and every rank build identical pairs.
+        rng = random.Random(f"{seed}-{split}-{draw}-{indices[0]}")
+        pairs = make_pairs(batch["sentences"], rng=rng, **pair_kwargs)
+        table = build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+        if split == "train":
+            table = table.append_column("epoch", pa.array(np.full(len(pairs), draw, dtype=np.int64)))
+        tables.append(table)
+    return pa.concat_tables(tables)
 
 
-def split_documents(documents: Dataset, validation_split_percentage: float, seed: int) -> DatasetDict:
+def check_sentence_boundaries(documents: Dataset, max_num_tokens: int) -> None:
+    """Refuses a corpus that is mostly text without sentence ends, such as one enormous unpunctuated line."""
+    # Straight from the Arrow columns: the rows the filter hid are empty documents, zeros in both.
+    total, overlong = (pc.sum(documents.data.column(name)).as_py() or 0 for name in ("num_tokens", "overlong_tokens"))
+    if total and overlong / total > MAX_OVERLONG_SHARE:
+        raise UsageError(f"{overlong / total:.0%} of the corpus is text with no sentence end within {max_num_tokens} "
+                         "tokens (such as one enormous line without punctuation), so sentence pairs would be arbitrary "
+                         "cuts; give punctuated text with one paragraph per line, or use --objective mlm.")
+
+
+def split_documents(documents: Dataset, validation_split_percentage: float, seed: int,
+                    work_dir: str | None = None) -> DatasetDict:
     """Holds out whole documents, so no sentence of a validation document is ever trained on."""
     if validation_split_percentage <= 0:
         return DatasetDict(train=documents)
@@ -59,28 +81,33 @@ def split_documents(documents: Dataset, validation_split_percentage: float, seed
     if len(documents) - n_val < 2:
         raise UsageError(f"the corpus has {len(documents)} documents, too few to hold out "
                          f"{validation_split_percentage}% for validation; add text or set validation_split_percentage: 0.")
-    split = documents.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+    cache = {f"{part}_indices_cache_file_name": os.path.join(work_dir, f"{part}-indices.arrow")
+             for part in ("train", "test")} if work_dir else {}
+    split = documents.train_test_split(test_size=n_val, seed=seed, shuffle=True, **cache)
     return DatasetDict(train=split["train"], validation=split["test"])
 
 
 def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_proc: int | None, draws: int = 1,
-                   **pair_kwargs) -> Dataset:
+                   cache_file_name: str | None = None, **pair_kwargs) -> Dataset:
     """Tokenized documents -> features, `draws` independent times, in equal-sized groups of documents.
 
     Equal groups (no small remainder) mean every group has other documents to draw negatives from.
+    All draws of a group are made in one pass (one pool of processes, documents read once); the
+    `epoch` column tells them apart.
     """
     groups = max(1, math.ceil(len(documents) / GROUP_SIZE))
-    batch_size = math.ceil(len(documents) / groups)
-    return concatenate_datasets([documents.map(
-        _pair_batch, batched=True, batch_size=batch_size, with_indices=True, remove_columns=documents.column_names,
-        num_proc=num_proc if num_proc and groups >= num_proc else None, desc=f"Pairing {split} (draw {draw})",
-        fn_kwargs=dict(split=split, draw=draw, seed=seed, cls_token_id=tokenizer.cls_token_id,
-                       sep_token_id=tokenizer.sep_token_id, **pair_kwargs),
-    ) for draw in range(draws)])
+    return documents.map(
+        _pair_batch, batched=True, batch_size=math.ceil(len(documents) / groups), with_indices=True,
+        remove_columns=documents.column_names, num_proc=num_proc if num_proc and groups >= num_proc else None,
+        desc=f"Pairing {split}" + (f" ({draws} draws)" if draws > 1 else ""), cache_file_name=cache_file_name,
+        fn_kwargs=dict(split=split, draws=draws, seed=seed, cls_token_id=tokenizer.cls_token_id,
+                       sep_token_id=tokenizer.sep_token_id, **pair_kwargs))
 
 
 def _columns(dataset: Dataset, names: list[str]) -> dict:
-    return dataset.with_format("numpy", columns=names)[:] if len(dataset) else {n: np.zeros(0) for n in names}
+    # select_columns first: through an indices mapping (filter, split), formatting gathers whole rows,
+    # token lists included, which would put the whole corpus in memory.
+    return dataset.select_columns(names).with_format("numpy")[:] if len(dataset) else {n: np.zeros(0) for n in names}
 
 
 def sentence_length_histogram(documents: Dataset, edges=(8, 16, 32, 64, 128, 256)) -> dict[str, int]:
@@ -173,45 +200,84 @@ def prepare_dataset(
             raise UsageError(f"the dataset in {dataset_dir} was prepared with other settings or another tokenizer, "
                              "and the corpus to rebuild it is not here; match the settings or give train_file.")
 
-    documents = load_documents(files, document_format=document_format, text_column=text_column,
-                               dataset_name=dataset_name, dataset_config_name=dataset_config_name, cache_dir=cache_dir)
-    max_num_tokens = max_seq_length - (3 if objective != "mlm" else 2)
-    documents = documents.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],
-                              num_proc=num_proc,
-                              fn_kwargs={"encoder": plain_encoder(tokenizer), "max_num_tokens": max_num_tokens},
-                              desc="Splitting sentences")
-    documents = documents.filter(lambda n: [k > 0 for k in n], input_columns="num_sentences", batched=True)
-    if objective == "nsp" and len(documents) < 2:
-        raise UsageError(f"the corpus has {len(documents)} document(s); NSP needs at least two to draw negatives "
-                         "from. Add text, use --document_format line, or use --objective mlm.")
-    histogram = sentence_length_histogram(documents)
-    documents = split_documents(documents, validation_split_percentage, seed)
-    features = DatasetDict({
-        split: pair_documents(docs, split=split, seed=seed, tokenizer=tokenizer, num_proc=num_proc,
-                              draws=dupe_factor if split == "train" else 1,
-                              max_num_tokens=max_num_tokens, short_seq_prob=short_seq_prob,
-                              nsp_probability=nsp_probability, pairing=pairing, objective=objective)
-        for split, docs in documents.items()
-    })
-    if len(features["train"]) == 0:
-        raise UsageError("no training pair could be built: no document has two sentences. Use --objective mlm, "
-                         "or --document_format blank_line if documents span several lines.")
-    stats = compute_stats(documents, features)
-    stats["sentence_length_histogram"] = histogram
-    save_atomically(features, dataset_dir, {"config": config, "stats": stats})
-    return features, stats
+    check_text_files(files or [])
+    remove_stale_scratch(dataset_dir)
+    # Intermediate tables go to a private folder, deleted whatever happens: a failed or finished run leaves
+    # nothing behind in the `datasets` cache (where they would only take disk space).
+    work = scratch_path(dataset_dir, "work")
+    try:
+        documents = load_documents(files, document_format=document_format, text_column=text_column,
+                                   dataset_name=dataset_name, dataset_config_name=dataset_config_name,
+                                   cache_dir=cache_dir, work_dir=str(work))
+        max_num_tokens = max_seq_length - (3 if objective != "mlm" else 2)
+        documents = documents.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],
+                                  num_proc=num_proc, features=DOCUMENT_FEATURES, cache_file_name=str(work / "sentences.arrow"),
+                                  fn_kwargs={"encoder": SentenceEncoder(tokenizer), "max_num_tokens": max_num_tokens},
+                                  desc="Splitting sentences")
+        documents = documents.filter(lambda n: [k > 0 for k in n], input_columns="num_sentences", batched=True,
+                                     cache_file_name=str(work / "nonempty.arrow"))
+        if objective != "mlm":
+            check_sentence_boundaries(documents, max_num_tokens)
+        if objective == "nsp" and len(documents) < 2:
+            raise UsageError(f"the corpus has {len(documents)} document(s); NSP needs at least two to draw negatives "
+                             "from. Add text, use --document_format line, or use --objective mlm.")
+        histogram = sentence_length_histogram(documents)
+        documents = split_documents(documents, validation_split_percentage, seed, work_dir=str(work))
+        features = DatasetDict({
+            split: pair_documents(docs, split=split, seed=seed, tokenizer=tokenizer, num_proc=num_proc,
+                                  draws=dupe_factor if split == "train" else 1, cache_file_name=str(work / f"{split}.arrow"),
+                                  max_num_tokens=max_num_tokens, short_seq_prob=short_seq_prob,
+                                  nsp_probability=nsp_probability, pairing=pairing, objective=objective)
+            for split, docs in documents.items()
+        })
+        if len(features["train"]) == 0:
+            raise UsageError("no training pair could be built: no document has two sentences. Use --objective mlm, "
+                             "or --document_format blank_line if documents span several lines.")
+        stats = compute_stats(documents, features)
+        stats["sentence_length_histogram"] = histogram
+        save_atomically(features, dataset_dir, {"config": config, "stats": stats})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return load_from_disk(dataset_dir), stats
+
+
+def scratch_path(dataset_dir: str, kind: str) -> Path:
+    """A hidden sibling of dataset_dir owned by this process: `.NAME.KIND-HOST-PID`."""
+    target = Path(dataset_dir)
+    return target.with_name(f".{target.name}.{kind}-{socket.gethostname()}-{os.getpid()}")
+
+
+def remove_stale_scratch(dataset_dir: str) -> None:
+    """Deletes what a killed `prepare` on this host left (its process is gone); never used, only disk space."""
+    target = Path(dataset_dir)
+    if not target.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:work|tmp|old)-{re.escape(socket.gethostname())}-(\d+)")
+    for entry in target.parent.iterdir():
+        if (m := pattern.fullmatch(entry.name)) and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def save_atomically(features: DatasetDict, dataset_dir: str, meta: dict) -> None:
     """Writes to a temporary folder and renames it, so a killed run never leaves a half cache."""
     target = Path(dataset_dir)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = scratch_path(dataset_dir, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         features.save_to_disk(str(tmp))
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            old = scratch_path(dataset_dir, "old")
             target.rename(old)
             tmp.rename(target)
             shutil.rmtree(old, ignore_errors=True)

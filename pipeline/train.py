@@ -13,13 +13,12 @@ from transformers import set_seed
 
 from pipeline.arguments import parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
-from pipeline.errors import UsageError
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import load_model, load_tokenizer
+from pipeline.model import check_model_fits, load_model, load_tokenizer
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
-from pipeline.trainer import PreTrainer, resolve_resume
+from pipeline.trainer import PreTrainer, claim_output_dir, resolve_resume
 
 
 def tokenizer_from_args(model_args):
@@ -83,14 +82,14 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain train")
     set_seed(training_args.seed)
     started = time.perf_counter()
+    claim_output_dir(training_args.output_dir, resolved_recipe(model_args, data_args, training_args),
+                     overwrite=data_args.overwrite_output_dir, is_main_process=training_args.process_index == 0)
 
     # Load tokenizer and model
     tokenizer = tokenizer_from_args(model_args)
     model = model_from_args(model_args, data_args)
 
-    if data_args.max_seq_length > model.config.max_position_embeddings:
-        raise UsageError(f"max_seq_length {data_args.max_seq_length} is above the model's "
-                         f"{model.config.max_position_embeddings} position embeddings; lower max_seq_length.")
+    check_model_fits(tokenizer, model, data_args.max_seq_length)
 
     # Load datasets
     dataset, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import re
+import shutil
+from pathlib import Path
 
 import huggingface_hub
 import numpy as np
@@ -20,6 +22,8 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from pipeline.errors import UsageError
 
 
 # Trainer uploads output_dir minus "_*" and "checkpoint-*"; the prepared dataset, TensorBoard runs and
@@ -68,6 +72,48 @@ def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str |
     checkpoint = latest_complete_checkpoint(output_dir)
     print(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {output_dir}; starting fresh")
     return checkpoint
+
+
+RUN_FILE = "run.json"
+# Fields that change where or how a run reports or runs, not what it computes.
+NOT_RUN_DEFINING = {"output_dir", "logging_dir", "run_name", "resume_from_checkpoint", "overwrite_output_dir",
+                    "overwrite_cache", "report_to", "disable_tqdm", "push_to_hub", "hub_model_id", "hub_strategy",
+                    "hub_private_repo", "hub_always_push", "hub_revision", "use_cpu", "local_rank", "logging_steps",
+                    "save_steps", "save_strategy", "save_total_limit", "eval_steps", "probes"}
+
+
+def claim_output_dir(output_dir: str, recipe: dict, *, overwrite: bool, is_main_process: bool) -> None:
+    """Refuses an output_dir that holds another run; records this run's settings in run.json.
+
+    Rerunning (or resuming) the same recipe reuses the folder; a run with other settings would mix
+    its checkpoints with theirs and overwrite their model, so it needs overwrite_output_dir.
+    """
+    path = Path(output_dir) / RUN_FILE
+    settings = json.loads(json.dumps({k: v for k, v in recipe.items()
+                                      if k not in NOT_RUN_DEFINING and not k.startswith("dataloader_")}))
+    previous = json.loads(path.read_text()) if path.is_file() else None
+    has_run = previous is not None or latest_complete_checkpoint(output_dir) is not None or \
+        (Path(output_dir) / "model.safetensors").is_file()
+    if has_run and not overwrite:
+        if previous is None:
+            raise UsageError(f"output_dir {output_dir} holds a model or checkpoints of another run; choose a new "
+                             "output_dir, or pass --overwrite_output_dir true to replace them.")
+        changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
+        if changed:
+            shown = ", ".join(f"{k} {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise UsageError(f"output_dir {output_dir} holds a run with other settings ({shown}{more}); choose a new "
+                             "output_dir, or pass --overwrite_output_dir true to replace it.")
+    if not is_main_process:
+        return
+    if has_run and overwrite:
+        for name in os.listdir(output_dir):
+            if re.fullmatch(r"checkpoint-\d+", name):
+                shutil.rmtree(os.path.join(output_dir, name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{RUN_FILE}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def head_metrics(sums: list[float], head: str = "nsp") -> dict[str, float]:

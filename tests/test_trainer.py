@@ -31,7 +31,7 @@ def test_group_by_length_keeps_the_draw():
     assert sum(b.max() * 8 - b.sum() for b in batches) < 0.5 * sum(b.max() * 8 - b.sum() for b in random_batches)
 
 
-def test_logged_loss_is_the_same_with_gradient_accumulation(tokenizer, tmp_path):
+def test_logged_loss_is_the_same_with_gradient_accumulation(tmp_path):
     """Four micro-batches of 4 must log the loss of one batch of 16: true token and example means."""
     import torch
     from datasets import Dataset
@@ -39,8 +39,10 @@ def test_logged_loss_is_the_same_with_gradient_accumulation(tokenizer, tmp_path)
 
     from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
     from pipeline.trainer import PreTrainer
-    from tests.conftest import make_model
+    from tests.conftest import make_model, make_tokenizer
     from tests.test_collator import examples
+
+    tokenizer = make_tokenizer()  # its own: the data must not depend on what other tests did to a shared one
 
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
     # Fixed masks (as for evaluation) so both runs see identical inputs and labels.
