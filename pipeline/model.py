@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, BertForMaskedLM, BertForPreTraining
+from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM, BertForPreTraining
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.utils import logging as hf_logging
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
@@ -134,7 +134,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
                revision: str = "main", trust_remote_code: bool = False):
     """A BERT with the heads `objective` needs: MLM + NSP (also used for SOP), or MLM only."""
     path = resolve_model_path(model_name_or_path)
-    model_class = BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse
+    model_class = _model_class(objective)
     # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -148,3 +148,27 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
         print(f"{path}: newly initialised pre-training head parts: {', '.join(new)}")
     return model
 
+
+def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objective: str = "nsp",
+              cache_dir: str | None = None, revision: str = "main", trust_remote_code: bool = False):
+    """A BERT with random weights built from a config (a folder, a Hub id or package:PKG/DIR), sized for a vocabulary.
+
+    Args:
+        config_name: Where the config is; only its architecture is used, never weights.
+        vocab_size: Rows of the embedding matrix: the new tokenizer's length.
+        pad_token_id: The new tokenizer's [PAD] id.
+        objective: Which heads, as in `load_model`.
+    """
+    path = resolve_model_path(config_name)
+    if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
+        raise UsageError(f"config path {path} does not exist; give a folder with a config.json or a Hub model id.")
+    config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
+                                        trust_remote_code=trust_remote_code, vocab_size=vocab_size,
+                                        pad_token_id=pad_token_id)
+    if config.model_type != "bert":
+        raise UsageError(f"config {path} is a {config.model_type} config; give a BERT config.")
+    return _model_class(objective)(config)
+
+
+def _model_class(objective: str) -> type:
+    return BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse

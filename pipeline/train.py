@@ -15,11 +15,12 @@ from pipeline.arguments import parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.errors import UsageError
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import load_model, load_tokenizer
+from pipeline.model import load_model, load_tokenizer, new_model
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
 from pipeline.trainer import PreTrainer, resolve_resume
+from pipeline.vocab import init_new_embeddings, vocabulary_from_args
 
 
 def tokenizer_from_args(model_args):
@@ -28,9 +29,17 @@ def tokenizer_from_args(model_args):
                           trust_remote_code=model_args.trust_remote_code)
 
 
-def model_from_args(model_args, data_args):
-    return load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
-                      revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+def model_from_args(model_args, data_args, vocabulary=None):
+    """The checkpoint's BERT, grown for added domain tokens; with a tokenizer from scratch, a new BERT."""
+    if vocabulary is not None and vocabulary.from_scratch:
+        return new_model(model_args.config_name, vocab_size=vocabulary.vocab_size, objective=data_args.objective,
+                         cache_dir=model_args.cache_dir, revision=model_args.model_revision,
+                         trust_remote_code=model_args.trust_remote_code)
+    model = load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
+                       revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+    if vocabulary is not None:
+        init_new_embeddings(model, vocabulary.added, vocabulary.vocab_size)
+    return model
 
 
 def prepare_from_args(tokenizer, model_args, data_args, training_args, train_files=None, dataset_dir=None,
@@ -84,9 +93,9 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     set_seed(training_args.seed)
     started = time.perf_counter()
 
-    # Load tokenizer and model
-    tokenizer = tokenizer_from_args(model_args)
-    model = model_from_args(model_args, data_args)
+    # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
+    tokenizer, vocabulary = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
+    model = model_from_args(model_args, data_args, vocabulary)
 
     if data_args.max_seq_length > model.config.max_position_embeddings:
         raise UsageError(f"max_seq_length {data_args.max_seq_length} is above the model's "
@@ -128,11 +137,13 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
             recipe=resolved_recipe(model_args, data_args, training_args), real_tokens=real_tokens,
             timings={"prepare_seconds": prepared - started, "train_seconds": result.metrics["train_runtime"],
                      "total_seconds": time.perf_counter() - started},
-            probes=probe_results, probe_history=probes.history)
+            probes=probe_results, probe_history=probes.history,
+            vocabulary=vocabulary.to_dict() if vocabulary else None)
         write_report(report, training_args.output_dir)
         write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
                          model_class=model.stock_class)
-        print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results))
+        print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results,
+                             report["vocabulary"]))
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     return trainer if return_trainer else None
