@@ -3,6 +3,9 @@
 import json
 import os
 import random
+import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,9 +17,10 @@ from pipeline.__main__ import main as cli
 from pipeline.errors import UsageError
 from pipeline.prepare import tokenizer_fingerprint
 from pipeline.train import main
-from pipeline.vocab import (count_words, domain_words, extend_tokenizer, extend_vocabulary, fertility,
+from pipeline.vocab import (SCRATCH_DIR, count_words, domain_words, extend_tokenizer, extend_vocabulary, fertility,
                             read_domain_words, train_wordpiece)
 from tests.conftest import WORDS, make_model, make_sentence, make_tokenizer, make_vocab
+from tests.test_distributed import ROOT
 from tests.test_train import FAST
 
 # Words the tiny vocabulary splits: 3 pieces (mou ##den ##ing) or 2 (mou ##den).
@@ -214,3 +218,25 @@ def test_words_are_counted_like_the_tokenizer_splits_them(tokenizer):
     text = " ".join(WORDS) + ". " + "Stone,water!stone"
     counts = count_words(tokenizer, [text])
     assert counts["stone"] == 3 and counts["water"] == 2 and counts[","] == 1
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_scratch_tokenizer(tiny_model_dir, domain_corpus, tmp_path):
+    """Rank 0 trains and saves the tokenizer; rank 1 waits and loads it, so both tokenize alike."""
+    config = tmp_path / "config"
+    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               max_position_embeddings=64).save_pretrained(config)
+    out = tmp_path / "run"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           os.path.join(ROOT, "tests", "ddp_worker.py"), "--model_name_or_path", tiny_model_dir,
+           "--train_file", domain_corpus, "--output_dir", str(out), "--max_seq_length", "48",
+           "--tokenizer_from_scratch", "150", "--config_name", str(config), "--max_steps", "2", *FAST]
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["train_hash"] == ranks[1]["train_hash"]
+    assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(out / SCRATCH_DIR).get_vocab()
