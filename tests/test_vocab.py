@@ -49,6 +49,15 @@ def domain_corpus(tmp_path):
     return str(path)
 
 
+@pytest.fixture
+def config_dir(tmp_path):
+    """A folder with a tiny BERT config.json, for --config_name."""
+    path = tmp_path / "config"
+    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               max_position_embeddings=64).save_pretrained(path)
+    return path
+
+
 def test_count_words_and_fertility_are_exact(tokenizer):
     counts = count_words(tokenizer, ["Moudening rivers, moudening.", "River 42 Mouden!"])
     assert counts == Counter({"moudening": 2, "rivers": 1, ",": 1, ".": 1, "river": 1, "42": 1, "mouden": 1, "!": 1})
@@ -163,13 +172,11 @@ def test_train_wordpiece_is_a_bert_tokenizer(tmp_path):
     assert ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 2
 
 
-def test_from_scratch_tokenizer_and_model_train_and_reload(tiny_model_dir, domain_corpus, tmp_path, capsys):
-    config = tmp_path / "config"
-    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-               max_position_embeddings=64).save_pretrained(config)
+def test_from_scratch_tokenizer_and_model_train_and_reload(tiny_model_dir, domain_corpus, config_dir, tmp_path,
+                                                           capsys):
     out = str(tmp_path / "run")
     args = ["--model_name_or_path", tiny_model_dir, "--train_file", domain_corpus, "--output_dir", out,
-            "--max_seq_length", "48", "--tokenizer_from_scratch", "150", "--config_name", str(config)]
+            "--max_seq_length", "48", "--tokenizer_from_scratch", "150", "--config_name", str(config_dir)]
     trainer = main([*args, "--max_steps", "2", *FAST], return_trainer=True)
     assert "trained from scratch" in capsys.readouterr().out
     assert trainer.state.global_step == 2
@@ -221,11 +228,8 @@ def test_words_are_counted_like_the_tokenizer_splits_them(tokenizer):
 
 
 @pytest.mark.slow
-def test_two_processes_train_one_scratch_tokenizer(tiny_model_dir, domain_corpus, tmp_path):
+def test_two_processes_train_one_scratch_tokenizer(tiny_model_dir, domain_corpus, config_dir, tmp_path):
     """Rank 0 trains and saves the tokenizer; rank 1 waits and loads it, so both tokenize alike."""
-    config = tmp_path / "config"
-    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-               max_position_embeddings=64).save_pretrained(config)
     out = tmp_path / "run"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -233,7 +237,7 @@ def test_two_processes_train_one_scratch_tokenizer(tiny_model_dir, domain_corpus
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            os.path.join(ROOT, "tests", "ddp_worker.py"), "--model_name_or_path", tiny_model_dir,
            "--train_file", domain_corpus, "--output_dir", str(out), "--max_seq_length", "48",
-           "--tokenizer_from_scratch", "150", "--config_name", str(config), "--max_steps", "2", *FAST]
+           "--tokenizer_from_scratch", "150", "--config_name", str(config_dir), "--max_steps", "2", *FAST]
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
