@@ -230,7 +230,9 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, *, lowercase: bool = 
     """A BERT WordPiece tokenizer trained on texts with the `tokenizers` library.
 
     Its normalizer, pre-tokenizer and special tokens ([PAD] [UNK] [CLS] [SEP] [MASK], ids 0-4) are
-    BERT's; it comes back as a `BertTokenizer`, as any BERT checkpoint's does.
+    BERT's, and training keeps the library's BERT defaults (pieces seen at least twice, an alphabet of
+    at most 1,000 characters), so the vocabulary may come out smaller than vocab_size on a small
+    corpus. It comes back as a `BertTokenizer`, as any BERT checkpoint's does.
     """
     trainer = BertWordPieceTokenizer(lowercase=lowercase)
     trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
