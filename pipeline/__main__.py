@@ -1,13 +1,15 @@
-"""Command line: `bert-pretrain {prepare,inspect,train,evaluate} --config recipes/NAME.yaml [--field value ...]`."""
+"""Command line: `bert-pretrain {prepare,inspect,vocab,train,evaluate} --config recipes/NAME.yaml [--field value ...]`."""
 
 import sys
 
 from pipeline.errors import UsageError, is_disk_full
 
-USAGE = """usage: bert-pretrain {prepare,inspect,train,evaluate} --config RECIPE.yaml [--field value ...]
+USAGE = """usage: bert-pretrain {prepare,inspect,vocab,train,evaluate} --config RECIPE.yaml [--field value ...]
 
   prepare   build and cache the preprocessed dataset, print its statistics
   inspect   corpus statistics and decoded, masked training examples (--format jsonl for tools)
+  vocab     how well the tokenizer fits the corpus (word-pieces per word, [UNK] rate, most split words),
+            and what --add_domain_tokens N or --tokenizer_from_scratch VOCAB_SIZE would change
   train     further pre-train a BERT on MLM + NSP (prepares the data if needed)
   evaluate  held-out metrics of any checkpoint (--model_name_or_path DIR)
 
@@ -18,9 +20,10 @@ def prepare_main(argv: list[str]) -> None:
     from pipeline.arguments import parse_args
     from pipeline.prepare import format_stats
     from pipeline.train import prepare_from_args, tokenizer_from_args
+    from pipeline.vocab import vocabulary_from_args
 
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain prepare")
-    tokenizer = tokenizer_from_args(model_args)
+    tokenizer, _ = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
     _, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
     print(format_stats(stats))
 
@@ -29,14 +32,31 @@ def inspect_main(argv: list[str]) -> None:
     from pipeline.arguments import InspectArguments, parse_args
     from pipeline.inspection import inspect_dataset
     from pipeline.train import collator_from_args, prepare_from_args, tokenizer_from_args
+    from pipeline.vocab import vocabulary_from_args
 
     model_args, data_args, training_args, inspect_args = parse_args(
         argv, prog="bert-pretrain inspect", extra=(InspectArguments,))
-    tokenizer = tokenizer_from_args(model_args)
+    tokenizer, _ = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
     dataset, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
     print(inspect_dataset(dataset, stats, tokenizer, collator_from_args(tokenizer, data_args, training_args),
                           num_examples=inspect_args.num_examples, output_format=inspect_args.format,
                           objective=data_args.objective))
+
+
+def vocab_main(argv: list[str]) -> None:
+    from pipeline.arguments import VocabArguments, parse_args
+    from pipeline.train import tokenizer_from_args
+    from pipeline.vocab import count_words, fertility, format_fit, training_texts, vocabulary_from_args
+
+    model_args, data_args, training_args, vocab_args = parse_args(
+        argv, prog="bert-pretrain vocab", extra=(VocabArguments,))
+    tokenizer = tokenizer_from_args(model_args)
+    _, change = vocabulary_from_args(tokenizer, model_args, data_args, training_args, top_k=vocab_args.vocab_top_k)
+    if change is None:
+        words = count_words(tokenizer, training_texts(model_args, data_args, training_args))
+        print(format_fit(fertility(tokenizer, words, vocab_args.vocab_top_k)))
+    else:
+        print(format_fit(change.before, change))
 
 
 def train_main(argv: list[str]) -> None:
@@ -51,7 +71,8 @@ def evaluate_main(argv: list[str]) -> None:
     evaluate(argv)
 
 
-COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "train": train_main, "evaluate": evaluate_main}
+COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "vocab": vocab_main, "train": train_main,
+            "evaluate": evaluate_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,43 @@ class ModelArguments:
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code from the model's repository to run. Off unless you trust it."})
+    add_domain_tokens: int = field(
+        default=0,
+        metadata={"help": "Add this many of the training corpus's words as whole tokens: those whose splitting costs "
+                          "the most pieces (count x (pieces - 1)). They fill [unusedN] slots first, then are "
+                          "appended; each new embedding starts as the mean of the word's old pieces."},
+    )
+    domain_tokens_file: str | None = field(
+        default=None, metadata={"help": "A file of words to add as whole tokens, one per line (added before those "
+                                        "add_domain_tokens picks)."})
+    tokenizer_from_scratch: int | None = field(
+        default=None,
+        metadata={"help": "Train a WordPiece tokenizer of this vocabulary size on the training corpus (lower-cased "
+                          "if the model's tokenizer is) and pre-train a new BERT built from config_name with it."},
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={"help": "With tokenizer_from_scratch: the config of the BERT built from scratch (a folder with "
+                          "config.json, a Hub id such as bert-base-uncased, or package:PKG/SUBDIR)."},
+    )
+
+    def __post_init__(self):
+        if self.add_domain_tokens < 0:
+            raise UsageError(f"add_domain_tokens is {self.add_domain_tokens}; give 0 or more.")
+        if self.tokenizer_from_scratch is not None:
+            if self.tokenizer_from_scratch < 100:
+                raise UsageError(f"tokenizer_from_scratch is {self.tokenizer_from_scratch}; give a vocabulary size "
+                                 "of at least 100.")
+            if not self.config_name:
+                raise UsageError("tokenizer_from_scratch needs config_name, since a new vocabulary fits no "
+                                 "checkpoint's embeddings; add --config_name (a folder with a BERT config.json, or "
+                                 "a Hub id such as bert-base-uncased).")
+            if self.add_domain_tokens or self.domain_tokens_file:
+                raise UsageError("tokenizer_from_scratch trains a whole new vocabulary, so add_domain_tokens and "
+                                 "domain_tokens_file do not apply; use one or the other.")
+        elif self.config_name:
+            raise UsageError("config_name builds a BERT from scratch and needs tokenizer_from_scratch; add "
+                             "--tokenizer_from_scratch VOCAB_SIZE or remove config_name.")
 
 
 @dataclass
@@ -131,6 +168,12 @@ class InspectArguments:
     num_examples: int = field(default=5, metadata={"help": "inspect: how many training examples to show."})
     format: Literal["text", "jsonl"] = field(
         default="text", metadata={"help": "inspect: 'text' for people, 'jsonl' for one collated example per line."})
+
+
+@dataclass
+class VocabArguments:
+    vocab_top_k: int = field(
+        default=20, metadata={"help": "vocab: how many of the most frequent words in 3+ pieces to list."})
 
 
 def make_parser(prog: str = "bert-pretrain", extra: tuple = ()) -> RecipeParser:

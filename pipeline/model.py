@@ -160,7 +160,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     if objective != "mlm" and config.type_vocab_size < 2:
         raise UsageError(f"model {path} has type_vocab_size {config.type_vocab_size}, no segment B embedding, so it "
                          f"cannot learn --objective {objective}; use --objective mlm.")
-    model_class = BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse
+    model_class = _model_class(objective)
     # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -185,3 +185,28 @@ def check_model_fits(tokenizer, model, max_seq_length: int) -> None:
     if max_seq_length > model.config.max_position_embeddings:
         raise UsageError(f"max_seq_length {max_seq_length} is above the model's "
                          f"{model.config.max_position_embeddings} position embeddings; lower max_seq_length.")
+
+
+def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objective: str = "nsp",
+              cache_dir: str | None = None, revision: str = "main", trust_remote_code: bool = False):
+    """A BERT with random weights built from a config (a folder, a Hub id or package:PKG/DIR), sized for a vocabulary.
+
+    Args:
+        config_name: Where the config is; only its architecture is used, never weights.
+        vocab_size: Rows of the embedding matrix: the new tokenizer's length.
+        pad_token_id: The new tokenizer's [PAD] id.
+        objective: Which heads, as in `load_model`.
+    """
+    path = resolve_model_path(config_name)
+    if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
+        raise UsageError(f"config path {path} does not exist; give a folder with a config.json or a Hub model id.")
+    config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
+                                        trust_remote_code=trust_remote_code, vocab_size=vocab_size,
+                                        pad_token_id=pad_token_id)
+    if config.model_type != "bert":
+        raise UsageError(f"config {path} is a {config.model_type} config; give a BERT config.")
+    return _model_class(objective)(config)
+
+
+def _model_class(objective: str) -> type:
+    return BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse

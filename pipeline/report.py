@@ -52,9 +52,27 @@ def probe_lines(probes: dict) -> list[str]:
     return lines
 
 
+def vocabulary_lines(vocabulary: dict) -> list[str]:
+    """Fertility before and after, and what changed; `vocabulary` is `VocabularyChange.to_dict()`."""
+    rows = [("word-pieces per word", "pieces_per_word", "{:.3f}"), ("[UNK] rate", "unk_rate", "{:.2%}"),
+            ("words in 3+ pieces", "split_3plus_rate", "{:.1%}")]
+    lines = [f"{'vocabulary':<22}{'before':>10}{'after':>10}"]
+    lines += [f"{label:<22}{fmt.format(vocabulary['before'][key]):>10}{fmt.format(vocabulary['after'][key]):>10}"
+              for label, key, fmt in rows]
+    lines.append(f"{'tokens':<22}{vocabulary['vocab_size_before']:>10,}{vocabulary['vocab_size']:>10,}")
+    if vocabulary["from_scratch"]:
+        lines.append("A WordPiece tokenizer trained from scratch on the training documents.")
+    else:
+        lines.append(f"{vocabulary['added']:,} domain tokens added ({vocabulary['into_unused']:,} into [unused] slots, "
+                     f"{vocabulary['appended']:,} appended), each starting as the mean of its old pieces.")
+    return lines
+
+
 def format_summary(before: dict, after: dict, output_dir: str, model_class: str = "BertForPreTraining",
-                   probes: dict | None = None) -> str:
+                   probes: dict | None = None, vocabulary: dict | None = None) -> str:
     lines = ["", metrics_tables({"before": before, "after": after})]
+    if vocabulary:
+        lines += ["", *vocabulary_lines(vocabulary)]
     if probes:
         lines += ["", "Probes (top-5 fill-mask predictions):", *probe_lines(probes)]
     lines += [
@@ -68,7 +86,8 @@ def format_summary(before: dict, after: dict, output_dir: str, model_class: str 
 
 
 def build_report(*, log_history: list[dict], before: dict, after: dict, stats: dict, recipe: dict,
-                 timings: dict, real_tokens: int, probes: dict, probe_history: list[dict]) -> dict:
+                 timings: dict, real_tokens: int, probes: dict, probe_history: list[dict],
+                 vocabulary: dict | None = None) -> dict:
     train_seconds = timings.get("train_seconds") or 0.0
     return {
         "before": before,
@@ -83,6 +102,7 @@ def build_report(*, log_history: list[dict], before: dict, after: dict, stats: d
         "real_tokens_per_second": real_tokens / train_seconds if train_seconds else None,
         "probes": probes,
         "probe_history": probe_history,
+        "vocabulary": vocabulary,
     }
 
 
@@ -137,7 +157,9 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     recipe, corpus = report["recipe"], report["corpus"]
     train = corpus.get("train", {})
     objective = recipe.get("objective", "nsp")
-    on_hub = not os.path.exists(base_model) and not base_model.startswith("package:")
+    vocabulary = report.get("vocabulary")
+    scratch = bool(vocabulary and vocabulary["from_scratch"])
+    on_hub = not scratch and not os.path.exists(base_model) and not base_model.startswith("package:")
     lines = [
         "---",
         "library_name: transformers",
@@ -148,7 +170,8 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
         "",
         f"# {os.path.basename(os.path.abspath(output_dir))}",
         "",
-        f"`{base_model}` further pre-trained on domain text with "
+        (f"A BERT of `{recipe.get('config_name')}`'s architecture pre-trained from scratch, with a new WordPiece "
+         "tokenizer, on domain text with " if scratch else f"`{base_model}` further pre-trained on domain text with ")
         + ("masked-language modelling only." if objective == "mlm" else
            f"masked-language modelling and {'next-sentence' if objective == 'nsp' else 'sentence-order'} prediction."),
         "",
@@ -174,6 +197,8 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
         metrics_tables({"before": report["before"], "after": report["after"]}),
         "```",
     ]
+    if vocabulary:
+        lines += ["", "## Vocabulary", "", "On the training documents:", "", "```", *vocabulary_lines(vocabulary), "```"]
     if report["probes"]:
         lines += ["", "## Probes (top-5 fill-mask predictions)", "", "```", *probe_lines(report["probes"]), "```"]
     lines += ["", "## Use", "", "```python", f"from transformers import {model_class}, AutoTokenizer",

@@ -14,11 +14,12 @@ from transformers import set_seed
 from pipeline.arguments import parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import check_model_fits, load_model, load_tokenizer
+from pipeline.model import check_model_fits, load_model, load_tokenizer, new_model
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
 from pipeline.trainer import PreTrainer, claim_output_dir, resolve_resume
+from pipeline.vocab import init_new_embeddings, vocabulary_from_args
 
 
 def tokenizer_from_args(model_args):
@@ -27,9 +28,17 @@ def tokenizer_from_args(model_args):
                           trust_remote_code=model_args.trust_remote_code)
 
 
-def model_from_args(model_args, data_args):
-    return load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
-                      revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+def model_from_args(model_args, data_args, vocabulary=None):
+    """The checkpoint's BERT, grown for added domain tokens; with a tokenizer from scratch, a new BERT."""
+    if vocabulary is not None and vocabulary.from_scratch:
+        return new_model(model_args.config_name, vocab_size=vocabulary.vocab_size, objective=data_args.objective,
+                         cache_dir=model_args.cache_dir, revision=model_args.model_revision,
+                         trust_remote_code=model_args.trust_remote_code)
+    model = load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
+                       revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
+    if vocabulary is not None:
+        init_new_embeddings(model, vocabulary.added, vocabulary.vocab_size)
+    return model
 
 
 def prepare_from_args(tokenizer, model_args, data_args, training_args, train_files=None, dataset_dir=None,
@@ -85,9 +94,9 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     claim_output_dir(training_args.output_dir, resolved_recipe(model_args, data_args, training_args),
                      overwrite=data_args.overwrite_output_dir, is_main_process=training_args.process_index == 0)
 
-    # Load tokenizer and model
-    tokenizer = tokenizer_from_args(model_args)
-    model = model_from_args(model_args, data_args)
+    # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
+    tokenizer, vocabulary = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
+    model = model_from_args(model_args, data_args, vocabulary)
 
     check_model_fits(tokenizer, model, data_args.max_seq_length)
 
@@ -127,11 +136,13 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
             recipe=resolved_recipe(model_args, data_args, training_args), real_tokens=real_tokens,
             timings={"prepare_seconds": prepared - started, "train_seconds": result.metrics["train_runtime"],
                      "total_seconds": time.perf_counter() - started},
-            probes=probe_results, probe_history=probes.history)
+            probes=probe_results, probe_history=probes.history,
+            vocabulary=vocabulary.to_dict() if vocabulary else None)
         write_report(report, training_args.output_dir)
         write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
                          model_class=model.stock_class)
-        print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results))
+        print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results,
+                             report["vocabulary"]))
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     return trainer if return_trainer else None

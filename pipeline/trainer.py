@@ -26,9 +26,9 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from pipeline.errors import UsageError
 
 
-# Trainer uploads output_dir minus "_*" and "checkpoint-*"; the prepared dataset, TensorBoard runs and
-# temporary files live there too and must not go to the Hub.
-PUSH_IGNORE_PATTERNS = ["dataset/*", "dataset-general/*", ".dataset*", "runs/*", "*.tmp*"]
+# Trainer uploads output_dir minus "_*" and "checkpoint-*"; the prepared dataset, TensorBoard runs, the
+# from-scratch tokenizer's working copy and temporary files live there too and must not go to the Hub.
+PUSH_IGNORE_PATTERNS = ["dataset/*", "dataset-general/*", ".dataset*", "runs/*", "*.tmp*", "scratch-tokenizer/*"]
 
 
 @contextlib.contextmanager
