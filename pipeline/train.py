@@ -18,7 +18,7 @@ from pipeline.model import check_model_fits, load_model, load_tokenizer, new_mod
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
-from pipeline.trainer import PreTrainer, claim_output_dir, resolve_resume
+from pipeline.trainer import PreTrainer, check_output_dir, record_run, resolve_resume, run_settings
 from pipeline.vocab import init_new_embeddings, vocabulary_from_args
 
 
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain train")
     set_seed(training_args.seed)
     started = time.perf_counter()
-    claim_output_dir(training_args.output_dir, resolved_recipe(model_args, data_args, training_args),
-                     overwrite=data_args.overwrite_output_dir, is_main_process=training_args.process_index == 0)
+    settings = run_settings(resolved_recipe(model_args, data_args, training_args))
+    check_output_dir(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir)
 
     # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
     tokenizer, vocabulary = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
     probes_before = probes.run(model, 0) if probes.prompts else []
+    if trainer.is_world_process_zero():
+        record_run(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir)
     result = trainer.train(resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint,
                                                                  training_args.output_dir))
     after = trainer.evaluate() if eval_dataset is not None else {}

@@ -82,34 +82,42 @@ NOT_RUN_DEFINING = {"output_dir", "logging_dir", "run_name", "resume_from_checkp
                     "save_steps", "save_strategy", "save_total_limit", "eval_steps", "probes"}
 
 
-def claim_output_dir(output_dir: str, recipe: dict, *, overwrite: bool, is_main_process: bool) -> None:
-    """Refuses an output_dir that holds another run; records this run's settings in run.json.
+def run_settings(recipe: dict) -> dict:
+    """The settings that define what a run computes, as JSON values."""
+    return json.loads(json.dumps({k: v for k, v in recipe.items()
+                                  if k not in NOT_RUN_DEFINING and not k.startswith("dataloader_")}))
 
-    Rerunning (or resuming) the same recipe reuses the folder; a run with other settings would mix
-    its checkpoints with theirs and overwrite their model, so it needs overwrite_output_dir.
+
+def check_output_dir(output_dir: str, settings: dict, *, overwrite: bool) -> None:
+    """Refuses an output_dir holding the checkpoints or model of a run with other settings.
+
+    Rerunning (or resuming) the same recipe reuses the folder; another run would mix its checkpoints
+    with theirs and overwrite their model, so it needs overwrite_output_dir. An attempt that stopped
+    before its first checkpoint left nothing to protect.
     """
-    path = Path(output_dir) / RUN_FILE
-    settings = json.loads(json.dumps({k: v for k, v in recipe.items()
-                                      if k not in NOT_RUN_DEFINING and not k.startswith("dataloader_")}))
-    previous = json.loads(path.read_text()) if path.is_file() else None
-    has_run = previous is not None or latest_complete_checkpoint(output_dir) is not None or \
-        (Path(output_dir) / "model.safetensors").is_file()
-    if has_run and not overwrite:
-        if previous is None:
-            raise UsageError(f"output_dir {output_dir} holds a model or checkpoints of another run; choose a new "
-                             "output_dir, or pass --overwrite_output_dir true to replace them.")
-        changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
-        if changed:
-            shown = ", ".join(f"{k} {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            raise UsageError(f"output_dir {output_dir} holds a run with other settings ({shown}{more}); choose a new "
-                             "output_dir, or pass --overwrite_output_dir true to replace it.")
-    if not is_main_process:
+    if overwrite or (latest_complete_checkpoint(output_dir) is None and
+                     not (Path(output_dir) / "model.safetensors").is_file()):
         return
-    if has_run and overwrite:
+    path = Path(output_dir) / RUN_FILE
+    if not path.is_file():
+        raise UsageError(f"output_dir {output_dir} holds a model or checkpoints of another run; choose a new "
+                         "output_dir, or pass --overwrite_output_dir true to replace them.")
+    previous = json.loads(path.read_text())
+    changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
+    if changed:
+        shown = ", ".join(f"{k} {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise UsageError(f"output_dir {output_dir} holds a run with other settings ({shown}{more}); choose a new "
+                         "output_dir, or pass --overwrite_output_dir true to replace it.")
+
+
+def record_run(output_dir: str, settings: dict, *, overwrite: bool) -> None:
+    """Writes run.json, once the run is about to train; with overwrite, first deletes the old run's checkpoints."""
+    if overwrite and os.path.isdir(output_dir):
         for name in os.listdir(output_dir):
             if re.fullmatch(r"checkpoint-\d+", name):
                 shutil.rmtree(os.path.join(output_dir, name))
+    path = Path(output_dir) / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{RUN_FILE}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))

@@ -111,3 +111,29 @@ def test_max_seq_length_beyond_positions_and_no_held_out_data(tiny_model_dir, co
                     "--validation_split_percentage", "0", "--eval_strategy", "steps", "--eval_steps", "1"],
                    return_trainer=True)
     assert trainer.state.global_step == 2 and not [h for h in trainer.state.log_history if "eval_loss" in h]
+
+
+def test_same_seed_same_pairs_masks_and_loss_curves(tiny_model_dir, corpus_file, tmp_path):
+    """Two runs with one seed build identical pairs, draw identical masks and log identical losses on CPU."""
+    runs = []
+    for name in ("a", "b", "c"):
+        seed = "3" if name == "c" else "1"
+        trainer = main(["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--output_dir",
+                        str(tmp_path / name), "--max_seq_length", "48", "--max_steps", "6", "--eval_steps", "3",
+                        "--eval_strategy", "steps", "--learning_rate", "1.0e-3", "--seed", seed, *FAST],
+                       return_trainer=True)
+        rows = trainer.train_dataset.select(range(8)).to_list()
+        batches = []
+        for epoch in (0, 1):
+            trainer.data_collator.epoch = epoch
+            batches.append(trainer.data_collator(rows))
+        history = [{k: v for k, v in h.items() if "runtime" not in k and "per_second" not in k}
+                   for h in trainer.state.log_history]
+        runs.append((trainer.train_dataset[:], batches, history))
+    (pairs_a, masks_a, history_a), (pairs_b, masks_b, history_b), (pairs_c, _, history_c) = runs
+    assert pairs_a == pairs_b
+    for x, y in zip(masks_a, masks_b):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert not torch.equal(masks_a[0]["labels"], masks_a[1]["labels"])  # the same rows get new masks next epoch
+    assert history_a == history_b and [h["loss"] for h in history_a if "loss" in h]
+    assert pairs_a != pairs_c and history_a != history_c

@@ -1,0 +1,171 @@
+"""Bad input a user can cause: one clear sentence naming the problem and the fix, exit code 2, nothing written."""
+
+import json
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.__main__ import main
+from tests.conftest import make_documents, make_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(path: Path, content: str | bytes) -> str:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+def _non_bert_model(tmp_path: Path) -> str:
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    tokenizer = make_tokenizer()
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    DistilBertForMaskedLM(config).save_pretrained(tmp_path / "distilbert")
+    tokenizer.save_pretrained(tmp_path / "distilbert")
+    return str(tmp_path / "distilbert")
+
+
+def _bert(tmp_path: Path, name: str, tokenizer=None, **config) -> str:
+    from transformers import BertConfig, BertForPreTraining
+
+    tokenizer = tokenizer or make_tokenizer()
+    settings = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=128) | config
+    BertForPreTraining(BertConfig(**settings)).save_pretrained(tmp_path / name)
+    tokenizer.save_pretrained(tmp_path / name)
+    return str(tmp_path / name)
+
+
+# (id, command, extra arguments given tmp_path / model / corpus, the message that must be printed)
+CASES = [
+    ("missing file", "prepare", lambda t, m, c: ["--train_file", str(t / "nope.txt")], r"matches no file"),
+    ("empty file", "prepare", lambda t, m, c: ["--train_file", write(t / "e.txt", "")], r"has no text"),
+    ("whitespace only", "prepare", lambda t, m, c: ["--train_file", write(t / "w.txt", " \n\t\n\n  ")],
+     r"has no text \(empty or only whitespace\)"),
+    ("not utf-8", "prepare", lambda t, m, c: ["--train_file", write(t / "l.txt", "caf\xe9 cr\xe8me".encode("latin-1"))],
+     r"not UTF-8 text \(byte 0xe9 at offset 3\); convert it to UTF-8"),
+    ("binary", "prepare", lambda t, m, c: ["--train_file", write(t / "b.txt", bytes(range(256)) * 4)],
+     r"not UTF-8|binary"),
+    ("nul bytes", "prepare", lambda t, m, c: ["--train_file", write(t / "n.txt", b"text\x00with nul. More.\n")],
+     r"NUL bytes, so it is binary"),
+    ("no two-sentence document", "prepare",
+     lambda t, m, c: ["--train_file", write(t / "one.txt", "\n".join(f"Line {i} is one sentence." for i in range(50)))],
+     r"no document has two sentences\. Use --objective mlm, or --document_format blank_line"),
+    ("one enormous line", "prepare",
+     lambda t, m, c: ["--train_file", write(t / "huge.txt", " ".join(random.Random(0).choices(
+         ["river", "stone", "water", "light"], k=30_000)))],
+     r"no sentence end within \d+ tokens \(such as one enormous line.*--objective mlm"),
+    ("csv without column", "prepare",
+     lambda t, m, c: ["--train_file", write(t / "d.csv", 'title,body\nx,"One. Two."\ny,"Three. Four."\n')],
+     r"no column 'text' \(it has title, body\); pass --text_column"),
+    ("jsonl without column", "prepare",
+     lambda t, m, c: ["--train_file", write(t / "d.jsonl", '{"body": "One. Two."}\n{"body": "Three. Four."}\n')],
+     r"no column 'text' \(it has body\); pass --text_column"),
+    ("broken jsonl", "prepare",
+     lambda t, m, c: ["--train_file", write(t / "x.jsonl", '{"text": "One. Two."}\n{"text": "unclosed\n')],
+     r"could not be read as json \(.+\); fix the file"),
+    ("model path missing", "train", lambda t, m, c: ["--model_name_or_path", str(t / "no-such-bert")],
+     r"model path .*no-such-bert does not exist"),
+    ("model without an NSP head", "train", lambda t, m, c: ["--model_name_or_path", _non_bert_model(t)],
+     r"is a distilbert model and has no next-sentence head for --objective nsp/sop"),
+    ("no segment B embedding", "train",
+     lambda t, m, c: ["--model_name_or_path", _bert(t, "one-type", type_vocab_size=1)],
+     r"type_vocab_size 1, no segment B embedding.*use --objective mlm"),
+    ("tokenizer of another model", "train",
+     lambda t, m, c: ["--model_name_or_path", _bert(t, "small-vocab", vocab_size=60)],
+     r"the tokenizer has \d+ tokens but the model's embeddings have 60 rows"),
+    ("max_seq_length beyond positions", "train", lambda t, m, c: ["--max_seq_length", "256"],
+     r"max_seq_length 256 is above the model's 128 position embeddings"),
+    ("unknown recipe key", "train",
+     lambda t, m, c: ["--config", write(t / "r.yaml", "learnin_rate: 1.0e-3\n")],
+     r"unknown recipe key 'learnin_rate'.*did you mean 'learning_rate'"),
+    ("wrong type", "train", lambda t, m, c: ["--learning_rate", "abc"], r"learning_rate.*abc"),
+    ("zero batch size", "train", lambda t, m, c: ["--per_device_train_batch_size", "0"],
+     r"per_device_train_batch_size is 0; give 1 or more"),
+    ("negative batch size", "train", lambda t, m, c: ["--per_device_eval_batch_size", "-4"],
+     r"per_device_eval_batch_size is -4; give 1 or more"),
+]
+
+
+def errors(stderr: str) -> list[str]:
+    """Our lines of stderr: progress bars and library log records (which pytest shows with stacks) aside.
+
+    In-process, an exception other than the handled ones would fail the test; the subprocess test
+    below and tests/test_arguments.py check that the real command prints no traceback.
+    """
+    return [line for line in stderr.splitlines() if line.startswith("bert-pretrain")]
+
+
+def leftovers(root: Path) -> list[str]:
+    """Files a failed command left: anything in output_dir, temporary or incomplete files in the datasets cache."""
+    out = [str(p) for p in (root / "out").rglob("*") if p.is_file()] if (root / "out").exists() else []
+    cache = Path(os.environ["HF_DATASETS_CACHE"])
+    return out + [str(p) for p in cache.rglob("*") if (p.name.startswith("tmp") or "incomplete" in p.name)
+                  and not p.name.endswith(".lock")]  # `datasets` keeps its lock files
+
+
+@pytest.mark.parametrize("name, command, extra, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line_exit_2_and_nothing_written(name, command, extra, message, tiny_model_dir,
+                                                                corpus_file, tmp_path, capsys):
+    argv = [command, "--model_name_or_path", tiny_model_dir, "--train_file", str(corpus_file),
+            "--output_dir", str(tmp_path / "out"), "--max_seq_length", "64", "--max_steps", "1",
+            "--report_to", "none", *extra(tmp_path, tiny_model_dir, corpus_file)]
+    assert main(argv) == 2
+    err = errors(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith(f"bert-pretrain {command}: error: "), err
+    assert re.search(message, err[0]), err[0]
+    assert leftovers(tmp_path) == []
+
+
+def test_an_output_dir_of_another_run_is_never_overwritten(tiny_model_dir, corpus_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["train", "--model_name_or_path", tiny_model_dir, "--train_file", str(corpus_file), "--output_dir",
+            str(out), "--max_seq_length", "64", "--max_steps", "1", "--report_to", "none", "--save_strategy", "no"]
+    assert main(argv) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    assert json.loads((out / "run.json").read_text())["max_steps"] == 1
+    capsys.readouterr()
+
+    assert main([*argv, "--learning_rate", "1.0e-3", "--max_steps", "2"]) == 2
+    err = errors(capsys.readouterr().err)
+    assert len(err) == 1 and "holds a run with other settings (learning_rate 5e-05 -> 0.001, max_steps 1 -> 2)" in err[0]
+    assert "--overwrite_output_dir true" in err[0]
+    assert (out / "model.safetensors").read_bytes() == weights
+
+    assert main(argv) == 0  # the same recipe again: a rerun, not another run
+    assert main([*argv, "--max_steps", "2", "--overwrite_output_dir", "true"]) == 0
+    assert json.loads((out / "run.json").read_text())["max_steps"] == 2
+
+
+def test_a_full_disk_while_the_cache_is_written(tiny_model_dir, tmp_path):
+    """A real failed write: the OS refuses to let files grow past RLIMIT_FSIZE, as a full disk refuses."""
+    corpus = write(tmp_path / "corpus.txt", "\n".join(make_documents(1500, seed=2)) + "\n")
+    out = tmp_path / "out"
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "--model_name_or_path", tiny_model_dir,
+                             "--train_file", corpus, "--output_dir", str(out), "--dupe_factor", "5"],
+                            preexec_fn=limit_file_size, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 2, result.stderr[-3000:]
+    err = errors(result.stderr)
+    assert len(err) == 1 and "Traceback" not in result.stderr
+    assert "no room left on the disk" in err[0] and "free space" in err[0]
+    assert leftovers(tmp_path) == []
+    # With room again, the same command succeeds and its cache is complete.
+    result = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "--model_name_or_path", tiny_model_dir,
+                             "--train_file", corpus, "--output_dir", str(out), "--dupe_factor", "5"],
+                            capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset"]
