@@ -8,7 +8,8 @@ Meditations), same batch size (16). Prints real (non-padding) tokens/s, samples/
 memory, useful FLOP/s against a matmul peak measured in this run, and time-to-quality:
 the training seconds each needs to reach the held-out masked-token loss (on fixed eval
 masks) that the tutorial reaches after --tutorial-steps steps.
-Preprocessing: `prepare` on generated corpora (--sizes, MB): MB/s cold, a warm rerun, peak memory.
+Preprocessing: `prepare` on generated corpora (--sizes, MB): MB/s cold, a warm rerun, peak memory (RSS and
+anonymous memory of the process tree).
 """
 
 import argparse
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,18 +29,48 @@ RECIPE = os.path.join(ROOT, "recipes", "meditations-bert-base.yaml")
 sys.path.insert(0, ROOT)
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[str, float, float]:
-    """Runs a command; returns (stdout, wall seconds, peak RSS in MB) of that process alone."""
+def _tree_anon_mb(pid: int) -> float:
+    """Anonymous memory (heap, not file pages mapped from datasets) of a process and its children, in MB."""
+    total, pids = 0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("RssAnon"))
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    pids += [int(c) for c in f.read().split()]
+        except (OSError, StopIteration, ValueError):
+            continue  # the process ended meanwhile
+    return total / 1024
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[str, float, float, float]:
+    """Runs a command; returns (stdout, wall seconds, peak RSS in MB of that process alone, peak anonymous
+    memory in MB of it and its worker processes together, sampled every 50 ms).
+
+    RSS also counts the pages of memory-mapped Arrow files a process reads, which the kernel can drop at
+    any time; anonymous memory is what a machine must really have.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, **(env or {})})
+    anon = [0.0]
+
+    def sample():
+        while proc.poll() is None:
+            anon[0] = max(anon[0], _tree_anon_mb(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"benchmark step failed ({proc.returncode}): {' '.join(cmd)}")
-    return out, wall, usage.ru_maxrss / 1024
+    return out, wall, usage.ru_maxrss / 1024, anon[0]
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -115,11 +147,11 @@ def bench_training(args, work: str) -> list[str]:
     config = AutoConfig.from_pretrained(model)
     peak = matmul_peak()
     tutorial_model = os.path.join(work, "tutorial-model")
-    out, _, tutorial_rss = run_measured([sys.executable, TUTORIAL, "--corpus", MEDITATIONS, "--model", model,
+    out, _, tutorial_rss, _ = run_measured([sys.executable, TUTORIAL, "--corpus", MEDITATIONS, "--model", model,
                                          "--steps", str(args.tutorial_steps), "--save", tutorial_model])
     tutorial = json.loads(out.strip().splitlines()[-1])
     ours_dir = os.path.join(work, "ours")
-    out, _, ours_rss = run_measured([sys.executable, __file__, "--child-train", ours_dir, "--model", model,
+    out, _, ours_rss, _ = run_measured([sys.executable, __file__, "--child-train", ours_dir, "--model", model,
                                      "--ours-steps", str(args.ours_steps), "--eval-steps", str(args.eval_steps)])
     ours = json.loads(out.strip().splitlines()[-1])
     report = json.load(open(os.path.join(ours_dir, "report.json")))
@@ -163,16 +195,19 @@ def bench_prepare(args, work: str) -> list[str]:
     ceiling = 5 / seconds
     lines = [f"Preprocessing (`bert-pretrain prepare`, {os.cpu_count()} processes, 3 pair draws); the Rust tokenizer "
              f"alone runs at {ceiling:.1f} MB/s here",
-             f"{'corpus':<10}{'cold s':>9}{'MB/s':>8}{'warm s':>9}{'warm/cold':>11}{'peak MB':>10}"]
+             f"{'corpus':<10}{'cold s':>9}{'MB/s':>8}{'warm s':>9}{'warm/cold':>11}{'peak RSS MB':>13}"
+             f"{'peak anon MB':>14}",
+             "(RSS: the main process, file pages it maps included; anon: heap of it and its workers together)"]
     for size in args.sizes:
         corpus = write_corpus(os.path.join(work, f"corpus-{size}.txt"), size)
         cmd = [sys.executable, "-m", "pipeline", "prepare", "--model_name_or_path", args.model, "--train_file", corpus,
                "--output_dir", os.path.join(work, f"prepared-{size}"), "--preprocessing_num_workers",
                str(os.cpu_count())]
         env = {"HF_DATASETS_CACHE": os.path.join(work, f"hf-{size}"), "HF_HUB_OFFLINE": "1"}
-        _, cold, rss = run_measured(cmd, env)
-        _, warm, _ = run_measured(cmd, env)
-        lines.append(f"{size:>4} MB   {cold:>9.1f}{size / cold:>8.2f}{warm:>9.1f}{warm / cold:>11.1%}{rss:>10.0f}")
+        _, cold, rss, anon = run_measured(cmd, env)
+        _, warm, _, _ = run_measured(cmd, env)
+        lines.append(f"{size:>4} MB   {cold:>9.1f}{size / cold:>8.2f}{warm:>9.1f}{warm / cold:>11.1%}{rss:>13.0f}"
+                     f"{anon:>14.0f}")
         os.remove(corpus)
     return lines
 
