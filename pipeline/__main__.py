@@ -95,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         if full is None or debug:
             raise
         where = f" while writing {full.filename}" if getattr(full, "filename", None) else ""
-        print(f"bert-pretrain {command}: error: no room left on the disk{where} ({full.strerror or full}); "
+        reason = getattr(full, "strerror", None) or str(full).strip().splitlines()[-1][:200]
+        print(f"bert-pretrain {command}: error: no room left on the disk{where} ({reason}); "
               "free space, or point output_dir, dataset_dir and HF_DATASETS_CACHE at a disk with room, and run "
               "again (nothing half-written is used).", file=sys.stderr)
         return 2
     return 0
 
 
-def _disk_full(error: BaseException | None) -> OSError | None:
+def _disk_full(error: BaseException | None) -> BaseException | None:
     """The write error behind `error`, which `datasets` and worker processes may have wrapped."""
     seen = set()
     while error is not None and id(error) not in seen:

@@ -14,6 +14,7 @@ from pipeline.errors import UsageError, is_disk_full
 BUILTIN_PYDOC = "builtin:pydoc-topics"
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+BINARY_SUFFIXES = {".parquet", ".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"}  # `datasets` decompresses these
 
 
 def pydoc_topics_text() -> str:
@@ -79,16 +80,17 @@ def check_text_files(files: list[str], chunk_size: int = 1 << 20) -> None:
     """
     has_text = False
     for path in files:
-        if not os.path.isfile(path) or Path(path).suffix.lower() == ".parquet":
-            continue  # URLs are read by `datasets`; parquet is binary by design
+        if not os.path.isfile(path) or Path(path).suffix.lower() in BINARY_SUFFIXES:
+            continue  # URLs are read by `datasets`; parquet and compressed files are binary by design
         decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
         with open(path, "rb") as f:
             while chunk := f.read(chunk_size):
                 try:
                     text = decoder.decode(chunk)
-                except UnicodeDecodeError as e:
-                    raise UsageError(f"train_file {path} is not UTF-8 text (byte 0x{chunk[e.start]:02x} at offset "
-                                     f"{offset + e.start:,}); convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8`, "
+                except UnicodeDecodeError as e:  # e.object is the decoder's pending bytes + this chunk
+                    at = offset + e.start - (len(e.object) - len(chunk))
+                    raise UsageError(f"train_file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                                     f"{at:,}); convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8`, "
                                      "or give the right file.") from None
                 if "\x00" in text:
                     raise UsageError(f"train_file {path} contains NUL bytes, so it is binary, not text; give a text, "

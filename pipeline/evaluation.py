@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain evaluate")
     tokenizer = tokenizer_from_args(model_args)
     model = model_from_args(model_args, data_args)
-    check_model_fits(tokenizer, model, data_args.max_seq_length)
+    check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
     dataset, _ = prepare_from_args(tokenizer, model_args, data_args, training_args)
     collator = collator_from_args(tokenizer, data_args, training_args)
     eval_dataset = eval_datasets_from_args(tokenizer, collator, dataset, model_args, data_args, training_args)

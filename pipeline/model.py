@@ -153,13 +153,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     except (OSError, ValueError) as e:
         raise UsageError(f"model {path} could not be loaded ({_first_line(e)}); give a local BERT folder or a "
                          "Hub model id.") from None
-    if config.model_type != "bert":
-        heads = " and has no next-sentence head for --objective nsp/sop" if objective != "mlm" else ""
-        raise UsageError(f"model {path} is a {config.model_type} model{heads}; this tool pre-trains BERT "
-                         "(model_type bert) checkpoints: give one.")
-    if objective != "mlm" and config.type_vocab_size < 2:
-        raise UsageError(f"model {path} has type_vocab_size {config.type_vocab_size}, no segment B embedding, so it "
-                         f"cannot learn --objective {objective}; use --objective mlm.")
+    _check_bert(config, path, objective)
     model_class = _model_class(objective)
     # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
@@ -168,6 +162,9 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
         model, info = model_class.from_pretrained(
             path, config=config, cache_dir=cache_dir, revision=revision, trust_remote_code=trust_remote_code,
             output_loading_info=True)
+    except (OSError, ValueError, RuntimeError) as e:  # no weights file, or weights of another shape
+        raise UsageError(f"the weights of model {path} could not be loaded ({_first_line(e)}); give a complete "
+                         "BERT checkpoint folder or Hub model id.") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     new = sorted({k.split(".")[1] for k in info["missing_keys"] if k.startswith("cls.")})
@@ -176,15 +173,25 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     return model
 
 
-def check_model_fits(tokenizer, model, max_seq_length: int) -> None:
+def check_model_fits(tokenizer_size: int, config, max_seq_length: int) -> None:
     """Refuses a tokenizer with ids beyond the model's embeddings, or sequences beyond its positions."""
-    if len(tokenizer) > model.config.vocab_size:
-        raise UsageError(f"the tokenizer has {len(tokenizer):,} tokens but the model's embeddings have "
-                         f"{model.config.vocab_size:,} rows, so it is not this model's tokenizer; give the model's "
+    if tokenizer_size > config.vocab_size:
+        raise UsageError(f"the tokenizer has {tokenizer_size:,} tokens but the model's embeddings have "
+                         f"{config.vocab_size:,} rows, so it is not this model's tokenizer; give the model's "
                          "own (drop tokenizer_name) or a matching one.")
-    if max_seq_length > model.config.max_position_embeddings:
+    if max_seq_length > config.max_position_embeddings:
         raise UsageError(f"max_seq_length {max_seq_length} is above the model's "
-                         f"{model.config.max_position_embeddings} position embeddings; lower max_seq_length.")
+                         f"{config.max_position_embeddings} position embeddings; lower max_seq_length.")
+
+
+def _check_bert(config, path: str, objective: str) -> None:
+    if config.model_type != "bert":
+        heads = " and has no next-sentence head for --objective nsp/sop" if objective != "mlm" else ""
+        raise UsageError(f"model {path} is a {config.model_type} model{heads}; this tool pre-trains BERT "
+                         "(model_type bert) checkpoints: give one.")
+    if objective != "mlm" and config.type_vocab_size < 2:
+        raise UsageError(f"model {path} has type_vocab_size {config.type_vocab_size}, no segment B embedding, so it "
+                         f"cannot learn --objective {objective}; use --objective mlm.")
 
 
 def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objective: str = "nsp",
@@ -200,11 +207,14 @@ def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objec
     path = resolve_model_path(config_name)
     if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
         raise UsageError(f"config path {path} does not exist; give a folder with a config.json or a Hub model id.")
-    config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
-                                        trust_remote_code=trust_remote_code, vocab_size=vocab_size,
-                                        pad_token_id=pad_token_id)
-    if config.model_type != "bert":
-        raise UsageError(f"config {path} is a {config.model_type} config; give a BERT config.")
+    try:
+        config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
+                                            trust_remote_code=trust_remote_code, vocab_size=vocab_size,
+                                            pad_token_id=pad_token_id)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"config {path} could not be loaded ({_first_line(e)}); give a folder with a config.json "
+                         "or a Hub model id.") from None
+    _check_bert(config, path, objective)
     return _model_class(objective)(config)
 
 

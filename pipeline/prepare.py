@@ -7,6 +7,7 @@ Every step is a batched `datasets` .map(); the result is written with
 (on this machine or another) reuses it instead of recomputing.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -174,6 +175,7 @@ def prepare_dataset(
     user named), the corpus files may be elsewhere or absent, as on another machine: the
     tokenizer and data settings must still match.
     """
+    remove_stale_scratch(dataset_dir)
     saved = Path(dataset_dir) / CONFIG_FILE
     previous = json.loads(saved.read_text()) if saved.is_file() and not overwrite_cache else None
     try:
@@ -201,17 +203,18 @@ def prepare_dataset(
                              "and the corpus to rebuild it is not here; match the settings or give train_file.")
 
     check_text_files(files or [])
-    remove_stale_scratch(dataset_dir)
     # Intermediate tables go to a private folder, deleted whatever happens: a failed or finished run leaves
     # nothing behind in the `datasets` cache (where they would only take disk space).
     work = scratch_path(dataset_dir, "work")
+    shutil.rmtree(work, ignore_errors=True)  # an earlier process with this host and pid (a restarted container)
     try:
         documents = load_documents(files, document_format=document_format, text_column=text_column,
                                    dataset_name=dataset_name, dataset_config_name=dataset_config_name,
                                    cache_dir=cache_dir, work_dir=str(work))
         max_num_tokens = max_seq_length - (3 if objective != "mlm" else 2)
         documents = documents.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],
-                                  num_proc=num_proc, features=DOCUMENT_FEATURES, cache_file_name=str(work / "sentences.arrow"),
+                                  num_proc=num_proc, features=DOCUMENT_FEATURES,
+                                  cache_file_name=str(work / "sentences.arrow"),
                                   fn_kwargs={"encoder": SentenceEncoder(tokenizer), "max_num_tokens": max_num_tokens},
                                   desc="Splitting sentences")
         documents = documents.filter(lambda n: [k > 0 for k in n], input_columns="num_sentences", batched=True,
@@ -225,7 +228,8 @@ def prepare_dataset(
         documents = split_documents(documents, validation_split_percentage, seed, work_dir=str(work))
         features = DatasetDict({
             split: pair_documents(docs, split=split, seed=seed, tokenizer=tokenizer, num_proc=num_proc,
-                                  draws=dupe_factor if split == "train" else 1, cache_file_name=str(work / f"{split}.arrow"),
+                                  draws=dupe_factor if split == "train" else 1,
+                                  cache_file_name=str(work / f"{split}.arrow"),
                                   max_num_tokens=max_num_tokens, short_seq_prob=short_seq_prob,
                                   nsp_probability=nsp_probability, pairing=pairing, objective=objective)
             for split, docs in documents.items()
@@ -235,7 +239,7 @@ def prepare_dataset(
                              "or --document_format blank_line if documents span several lines.")
         stats = compute_stats(documents, features)
         stats["sentence_length_histogram"] = histogram
-        save_atomically(features, dataset_dir, {"config": config, "stats": stats})
+        save_atomically(features, dataset_dir, {"config": config, "stats": stats}, keep_identical=not overwrite_cache)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return load_from_disk(dataset_dir), stats
@@ -253,8 +257,13 @@ def remove_stale_scratch(dataset_dir: str) -> None:
     if not target.parent.is_dir():
         return
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:work|tmp|old)-{re.escape(socket.gethostname())}-(\d+)")
-    for entry in target.parent.iterdir():
-        if (m := pattern.fullmatch(entry.name)) and not _alive(int(m.group(1))):
+    for entry in sorted(target.parent.iterdir()):
+        if not ((m := pattern.fullmatch(entry.name)) and not _alive(int(m.group(1)))):
+            continue
+        if not target.exists() and ".old-" in entry.name and (entry / CONFIG_FILE).is_file():
+            with contextlib.suppress(OSError):  # another process may have put it back first
+                entry.rename(target)  # killed between its two renames: the previous cache is whole, put it back
+        else:
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -268,24 +277,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def save_atomically(features: DatasetDict, dataset_dir: str, meta: dict) -> None:
-    """Writes to a temporary folder and renames it, so a killed run never leaves a half cache."""
+def save_atomically(features: DatasetDict, dataset_dir: str, meta: dict, keep_identical: bool = True) -> None:
+    """Writes to a temporary folder and renames it, so a killed run never leaves a half cache.
+
+    If another process (another node on shared storage) put the same dataset there meanwhile, its
+    copy is kept and ours dropped (unless not keep_identical), so processes reading it never see it vanish.
+    """
     target = Path(dataset_dir)
     tmp = scratch_path(dataset_dir, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         features.save_to_disk(str(tmp))
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        if target.exists():
+        if keep_identical and _saved_config(target) == meta["config"]:
+            shutil.rmtree(tmp)
+        elif target.exists():
             old = scratch_path(dataset_dir, "old")
             target.rename(old)
             tmp.rename(target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            tmp.rename(target)
+            try:
+                tmp.rename(target)
+            except OSError:
+                if _saved_config(target) != meta["config"]:
+                    raise
+                shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _saved_config(dataset_dir: Path) -> dict | None:
+    try:
+        return json.loads((dataset_dir / CONFIG_FILE).read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def format_stats(stats: dict) -> str:

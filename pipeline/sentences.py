@@ -15,7 +15,11 @@ from itertools import chain
 import tokenizers
 
 # Abbreviations after which a period does not end a sentence (lower case, no final dot).
-ABBREVIATIONS = frozenset(["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "rev", "gen", "col", "lt", "sgt", "capt", "cmdr", "gov", "sen", "rep", "hon", "messrs", "mme", "mlle", "e.g", "i.e", "cf", "vs", "viz", "al", "approx", "ca", "nos", "vol", "vols", "fig", "figs", "eq", "eqs", "pp", "eds", "ref", "inc", "ltd", "co", "corp", "bros", "dept", "univ", "assn", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sept", "oct", "nov", "dec"])
+ABBREVIATIONS = frozenset("""
+mr mrs ms dr prof sr jr st mt rev gen col lt sgt capt cmdr gov sen rep hon messrs mme mlle
+e.g i.e cf vs viz al approx ca nos vol vols fig figs eq eqs pp eds ref
+inc ltd co corp bros dept univ assn jan feb mar apr jun jul aug sept oct nov dec
+""".split())
 
 # A terminator run, then closing quotes/brackets, then whitespace: a candidate boundary.
 _CANDIDATE = re.compile(r"""([.!?]+)(['"’”)\]]*)(\s+)""")

@@ -36,7 +36,8 @@ def model_from_args(model_args, data_args, vocabulary=None):
                          trust_remote_code=model_args.trust_remote_code)
     model = load_model(model_args.model_name_or_path, objective=data_args.objective, cache_dir=model_args.cache_dir,
                        revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code)
-    if vocabulary is not None:
+    if vocabulary is not None:  # the tokenizer it extends must fit the model it extends
+        check_model_fits(vocabulary.vocab_size_before, model.config, data_args.max_seq_length)
         init_new_embeddings(model, vocabulary.added, vocabulary.vocab_size)
     return model
 
@@ -92,13 +93,14 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     set_seed(training_args.seed)
     started = time.perf_counter()
     settings = run_settings(resolved_recipe(model_args, data_args, training_args))
-    check_output_dir(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir)
+    check_output_dir(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir,
+                     resuming=training_args.resume_from_checkpoint is not None)
 
     # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
     tokenizer, vocabulary = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
     model = model_from_args(model_args, data_args, vocabulary)
 
-    check_model_fits(tokenizer, model, data_args.max_seq_length)
+    check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 
     # Load datasets
     dataset, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
     probes_before = probes.run(model, 0) if probes.prompts else []
-    if trainer.is_world_process_zero():
+    if training_args.should_save:  # every node's main process with save_on_each_node
         record_run(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir)
     result = trainer.train(resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint,
                                                                  training_args.output_dir))

@@ -76,10 +76,15 @@ def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str |
 
 RUN_FILE = "run.json"
 # Fields that change where or how a run reports or runs, not what it computes.
+# Fields that change where or how a run reports, evaluates or runs, or how long it goes on, not what a step
+# computes: a run continued with a higher max_steps, or evaluated differently, is still the same run.
 NOT_RUN_DEFINING = {"output_dir", "logging_dir", "run_name", "resume_from_checkpoint", "overwrite_output_dir",
                     "overwrite_cache", "report_to", "disable_tqdm", "push_to_hub", "hub_model_id", "hub_strategy",
                     "hub_private_repo", "hub_always_push", "hub_revision", "use_cpu", "local_rank", "logging_steps",
-                    "save_steps", "save_strategy", "save_total_limit", "eval_steps", "probes"}
+                    "logging_strategy", "logging_first_step", "save_steps", "save_strategy", "save_total_limit",
+                    "save_only_model", "save_on_each_node", "eval_steps", "eval_strategy", "eval_on_start",
+                    "per_device_eval_batch_size", "max_eval_samples", "general_eval_file", "probes", "max_steps",
+                    "num_train_epochs"}
 
 
 def run_settings(recipe: dict) -> dict:
@@ -88,21 +93,25 @@ def run_settings(recipe: dict) -> dict:
                                   if k not in NOT_RUN_DEFINING and not k.startswith("dataloader_")}))
 
 
-def check_output_dir(output_dir: str, settings: dict, *, overwrite: bool) -> None:
+def check_output_dir(output_dir: str, settings: dict, *, overwrite: bool, resuming: bool) -> None:
     """Refuses an output_dir holding the checkpoints or model of a run with other settings.
 
-    Rerunning (or resuming) the same recipe reuses the folder; another run would mix its checkpoints
-    with theirs and overwrite their model, so it needs overwrite_output_dir. An attempt that stopped
-    before its first checkpoint left nothing to protect.
+    Rerunning the same recipe reuses the folder; another run would mix its checkpoints with theirs
+    and overwrite their model, so it needs overwrite_output_dir. Resuming says "this is that run".
+    An attempt that stopped before its first checkpoint left nothing to protect.
     """
-    if overwrite or (latest_complete_checkpoint(output_dir) is None and
-                     not (Path(output_dir) / "model.safetensors").is_file()):
+    if overwrite and resuming:
+        raise UsageError("overwrite_output_dir deletes the checkpoints that resume_from_checkpoint would continue "
+                         "from; give one of the two.")
+    if overwrite or resuming or (latest_complete_checkpoint(output_dir) is None and
+                                 not (Path(output_dir) / "model.safetensors").is_file()):
         return
     path = Path(output_dir) / RUN_FILE
-    if not path.is_file():
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
         raise UsageError(f"output_dir {output_dir} holds a model or checkpoints of another run; choose a new "
-                         "output_dir, or pass --overwrite_output_dir true to replace them.")
-    previous = json.loads(path.read_text())
+                         "output_dir, or pass --overwrite_output_dir true to replace them.") from None
     changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
     if changed:
         shown = ", ".join(f"{k} {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])

@@ -133,9 +133,13 @@ def domain_words(tokenizer, word_counts: Counter[str], n: int, min_count: int = 
 def read_domain_words(path: str, tokenizer) -> list[str]:
     """Words from a file, one per line, normalized as the tokenizer normalizes text (lower-cased if uncased)."""
     if not os.path.isfile(path):
-        raise UsageError(f"domain_tokens_file {path} does not exist; give a text file with one word per line.")
+        raise UsageError(f"domain_tokens_file {path} is not a file; give a text file with one word per line.")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"domain_tokens_file {path} is not UTF-8 text; convert it to UTF-8.") from None
     backend, words = tokenizer.backend_tokenizer, []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in lines:
         text = backend.normalizer.normalize_str(line.strip()) if backend.normalizer else line.strip()
         if not text:
             continue

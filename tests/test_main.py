@@ -131,18 +131,22 @@ def test_an_output_dir_of_another_run_is_never_overwritten(tiny_model_dir, corpu
             str(out), "--max_seq_length", "64", "--max_steps", "1", "--report_to", "none", "--save_strategy", "no"]
     assert main(argv) == 0
     weights = (out / "model.safetensors").read_bytes()
-    assert json.loads((out / "run.json").read_text())["max_steps"] == 1
+    assert json.loads((out / "run.json").read_text())["learning_rate"] == 5e-5
     capsys.readouterr()
 
-    assert main([*argv, "--learning_rate", "1.0e-3", "--max_steps", "2"]) == 2
+    assert main([*argv, "--learning_rate", "1.0e-3", "--mlm_probability", "0.2", "--max_steps", "2"]) == 2
     err = errors(capsys.readouterr().err)
-    assert len(err) == 1 and "holds a run with other settings (learning_rate 5e-05 -> 0.001, max_steps 1 -> 2)" in err[0]
+    assert len(err) == 1, err
+    assert "holds a run with other settings (learning_rate 5e-05 -> 0.001, mlm_probability 0.15 -> 0.2)" in err[0]
     assert "--overwrite_output_dir true" in err[0]
     assert (out / "model.safetensors").read_bytes() == weights
 
+    assert main([*argv, "--overwrite_output_dir", "true", "--resume_from_checkpoint", "latest"]) == 2
+    assert "give one of the two" in errors(capsys.readouterr().err)[0]
     assert main(argv) == 0  # the same recipe again: a rerun, not another run
-    assert main([*argv, "--max_steps", "2", "--overwrite_output_dir", "true"]) == 0
-    assert json.loads((out / "run.json").read_text())["max_steps"] == 2
+    assert main([*argv, "--max_steps", "2"]) == 0  # longer, or evaluated differently: still this run
+    assert main([*argv, "--learning_rate", "1.0e-3", "--overwrite_output_dir", "true"]) == 0
+    assert json.loads((out / "run.json").read_text())["learning_rate"] == 1e-3
 
 
 def test_a_full_disk_while_the_cache_is_written(tiny_model_dir, tmp_path):

@@ -136,3 +136,39 @@ def test_a_named_dataset_dir_travels_to_a_machine_without_the_corpus(tokenizer, 
     with pytest.raises(UsageError, match="prepared with other settings"):
         prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "elsewhere"),
                         max_seq_length=48, seed=1, portable=True)
+
+
+def test_scratch_of_a_killed_run_is_never_reused(tokenizer, corpus_file, tmp_path):
+    """A scratch folder with this very host and pid (a restarted container) holds another corpus's tables."""
+    from pipeline.prepare import scratch_path
+
+    other = tmp_path / "other.txt"
+    other.write_text("Stone water tree. Cloud wind fire.\nRiver road house. Field bird song.\n" * 30)
+    dataset_dir = str(tmp_path / "dataset")
+    stale, _ = prepare_dataset(tokenizer, train_files=[str(other)], dataset_dir=str(tmp_path / "stale"),
+                               max_seq_length=32, seed=1)
+    work = scratch_path(dataset_dir, "work")
+    work.mkdir(parents=True)
+    for name in ("sentences.arrow", "nonempty.arrow", "train.arrow"):  # names prepare gives its tables
+        (work / name).write_bytes(b"not what this corpus makes")
+    fresh, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir, max_seq_length=32,
+                                   seed=1)
+    clean, clean_stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "clean"),
+                                         max_seq_length=32, seed=1)
+    assert stats == clean_stats and fresh["train"][:] == clean["train"][:]
+    assert not work.exists()
+
+
+def test_a_cache_left_only_as_old_by_a_kill_is_put_back(tokenizer, corpus_file, tmp_path):
+    import shutil
+
+    dataset_dir = tmp_path / "dataset"
+    _, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32)
+    dead_pid = 2**22 + 12345  # above pid_max on Linux: no process has it
+    import socket
+
+    shutil.move(dataset_dir, tmp_path / f".dataset.old-{socket.gethostname()}-{dead_pid}")
+    stamp = os.path.getmtime(tmp_path / f".dataset.old-{socket.gethostname()}-{dead_pid}" / "prepare.json")
+    _, again = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32)
+    assert again == stats and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert os.path.getmtime(dataset_dir / "prepare.json") == stamp  # reused, not rebuilt
