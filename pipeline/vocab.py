@@ -290,8 +290,11 @@ def format_fit(before: Fertility, change: VocabularyChange | None = None) -> str
     return "\n".join(lines)
 
 
-def training_texts(model_args, data_args, training_args) -> list[str]:
-    """The training documents' texts: the corpus less the documents `prepare` holds out (same split, same seed)."""
+def training_texts(model_args, data_args, training_args) -> Iterable[str]:
+    """The training documents' texts: the corpus less the documents `prepare` holds out (same split, same seed).
+
+    A lazy column of the Arrow table: each pass over it reads the documents in batches, never all at once.
+    """
     files = (resolve_train_files(data_args.train_file, model_args.cache_dir)
              if data_args.train_file and not data_args.dataset_name else [])
     check_text_files(files)
@@ -302,7 +305,7 @@ def training_texts(model_args, data_args, training_args) -> list[str]:
     return split_documents(documents, data_args.validation_split_percentage, seed)["train"]["text"]
 
 
-def scratch_tokenizer(texts: list[str], vocab_size: int, *, lowercase: bool, directory: str, key: dict):
+def scratch_tokenizer(texts: Iterable[str], vocab_size: int, *, lowercase: bool, directory: str, key: dict):
     """`train_wordpiece`, saved in directory and reused while `key` (what it was trained from) is unchanged.
 
     WordPiece training breaks ties between equally frequent merges differently from run to run, so
@@ -336,7 +339,10 @@ def vocabulary_from_args(tokenizer, model_args, data_args, training_args, top_k:
         before = fertility(tokenizer, counts, top_k)
         if model_args.tokenizer_from_scratch:
             lowercase = bool(getattr(tokenizer, "do_lower_case", True))
-            corpus = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+            digest = hashlib.sha256()
+            for text in texts:
+                digest.update(text.encode() + b"\0")
+            corpus = digest.hexdigest()
             key = {"vocab_size": model_args.tokenizer_from_scratch, "lowercase": lowercase, "corpus": corpus}
             new = scratch_tokenizer(texts, model_args.tokenizer_from_scratch, lowercase=lowercase,
                                     directory=os.path.join(training_args.output_dir, SCRATCH_DIR), key=key)
