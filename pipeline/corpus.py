@@ -9,7 +9,7 @@ from pathlib import Path
 from datasets import Dataset, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
-from pipeline.errors import UsageError, is_disk_full
+from pipeline.errors import UsageError, first_line, is_disk_full
 
 BUILTIN_PYDOC = "builtin:pydoc-topics"
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
@@ -140,8 +140,8 @@ def load_documents(
                 cause = cause.__cause__
             if is_disk_full(cause):
                 raise  # not the file's fault: reported as a full disk
-            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise UsageError(f"train_file {', '.join(train_files)} could not be read as {builder} ({reason}); "
+            raise UsageError(f"train_file {', '.join(train_files)} could not be read as {builder} "
+                             f"({first_line(cause)}); "
                              "fix the file, or give one in the format its name says.") from None
         column = "text" if builder == "text" else text_column
     else:

@@ -7,6 +7,11 @@ class UsageError(Exception):
     """A problem with the user's input: printed as one sentence, exit code 2, no traceback."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's text (library errors often run to many lines), or its type."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 # How a failed write for lack of room reads where the errno is only in the text (Arrow's IO errors, safetensors'
 # SafetensorError) or lost (torch.save's "file write failed").
 DISK_FULL_TEXTS = ("No space left", "Disk quota", "File too large", "file write failed")

@@ -11,7 +11,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 from transformers.utils import logging as hf_logging
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, first_line
 
 
 def resolve_model_path(name: str) -> str:
@@ -118,10 +118,6 @@ def _stack(sums: list) -> torch.Tensor:
     return torch.stack([x.float() for x in sums])
 
 
-def _first_line(error: Exception) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-
-
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,
                    revision: str = "main", trust_remote_code: bool = False):
     path = resolve_model_path(tokenizer_name or model_name_or_path)
@@ -131,7 +127,7 @@ def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None
         tokenizer = AutoTokenizer.from_pretrained(path, cache_dir=cache_dir, revision=revision,
                                                   trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:  # not a folder, not on the Hub (or offline), no tokenizer files
-        raise UsageError(f"the tokenizer of {path} could not be loaded ({_first_line(e)}); give a local BERT "
+        raise UsageError(f"the tokenizer of {path} could not be loaded ({first_line(e)}); give a local BERT "
                          "folder or a Hub model id, with tokenizer_name if the tokenizer is elsewhere.") from None
     if not tokenizer.is_fast:
         raise UsageError(f"the tokenizer of {path} is not a fast tokenizer; give a model with a tokenizer.json.")
@@ -151,7 +147,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
         config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
                                             trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UsageError(f"model {path} could not be loaded ({_first_line(e)}); give a local BERT folder or a "
+        raise UsageError(f"model {path} could not be loaded ({first_line(e)}); give a local BERT folder or a "
                          "Hub model id.") from None
     _check_bert(config, path, objective)
     model_class = _model_class(objective)
@@ -163,7 +159,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
             path, config=config, cache_dir=cache_dir, revision=revision, trust_remote_code=trust_remote_code,
             output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as e:  # no weights file, or weights of another shape
-        raise UsageError(f"the weights of model {path} could not be loaded ({_first_line(e)}); give a complete "
+        raise UsageError(f"the weights of model {path} could not be loaded ({first_line(e)}); give a complete "
                          "BERT checkpoint folder or Hub model id.") from None
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -212,7 +208,7 @@ def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objec
                                             trust_remote_code=trust_remote_code, vocab_size=vocab_size,
                                             pad_token_id=pad_token_id)
     except (OSError, ValueError) as e:
-        raise UsageError(f"config {path} could not be loaded ({_first_line(e)}); give a folder with a config.json "
+        raise UsageError(f"config {path} could not be loaded ({first_line(e)}); give a folder with a config.json "
                          "or a Hub model id.") from None
     _check_bert(config, path, objective)
     return _model_class(objective)(config)
