@@ -8,6 +8,7 @@ both and a flag given on the command line wins (argparse keeps the last value).
 import dataclasses
 import difflib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,12 @@ class DataArguments:
         metadata={"help": "Text files: 'line' = one document (paragraph) per line; 'blank_line' = documents "
                           "separated by blank lines."},
     )
+    language: str = field(
+        default="en",
+        metadata={"help": "ISO 639-1 code of the corpus's language (en, de, zh, ja, ru, el, ...), passed to the "
+                          "sentence segmenter (sentencex). A code it has no rules for silently gets the rules of a "
+                          "related language (its fallback list) or else English's."},
+    )
     dataset_dir: str | None = field(
         default=None, metadata={"help": "Where the prepared dataset is saved and reused (default <output_dir>/dataset)."})
     objective: Literal["nsp", "sop", "mlm"] = field(
@@ -154,6 +161,9 @@ class DataArguments:
             raise UsageError(f"dupe_factor is {self.dupe_factor}; give 1 or more.")
         if self.max_seq_length < 8:
             raise UsageError(f"max_seq_length is {self.max_seq_length}; give at least 8.")
+        # sentencex takes any string and falls back to English: catch a name or an upper-case code here.
+        if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]+)*", self.language):
+            raise UsageError(f"language is '{self.language}'; give a lower-case ISO 639-1 code such as en, de or zh.")
 
 
 class RecipeParser(HfArgumentParser):

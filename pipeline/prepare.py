@@ -168,6 +168,7 @@ def prepare_dataset(
     dataset_config_name: str | None = None,
     text_column: str = "text",
     document_format: str = "line",
+    language: str = "en",
     cache_dir: str | None = None,
     max_seq_length: int = 128,
     short_seq_prob: float = 0.1,
@@ -200,7 +201,7 @@ def prepare_dataset(
         "files": None if files is None else [
             [os.path.abspath(f), os.path.getsize(f), os.path.getmtime(f)] if os.path.isfile(f) else [f] for f in files],
         "dataset_name": dataset_name, "dataset_config_name": dataset_config_name, "text_column": text_column,
-        "document_format": document_format, "tokenizer": tokenizer_fingerprint(tokenizer),
+        "document_format": document_format, "language": language, "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,
         "pairing": pairing, "objective": objective, "validation_split_percentage": validation_split_percentage,
         "seed": seed, "dupe_factor": dupe_factor,
@@ -227,7 +228,8 @@ def prepare_dataset(
         documents = documents.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],
                                   num_proc=num_proc, features=DOCUMENT_FEATURES,
                                   cache_file_name=str(work / "sentences.arrow"),
-                                  fn_kwargs={"encoder": SentenceEncoder(tokenizer), "max_num_tokens": max_num_tokens},
+                                  fn_kwargs={"encoder": SentenceEncoder(tokenizer), "max_num_tokens": max_num_tokens,
+                                             "language": language},
                                   desc="Splitting sentences")
         documents = documents.filter(lambda n: [k > 0 for k in n], input_columns="num_sentences", batched=True,
                                      cache_file_name=str(work / "nonempty.arrow"))

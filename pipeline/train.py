@@ -53,7 +53,7 @@ def prepare_from_args(tokenizer, model_args, data_args, training_args, train_fil
             tokenizer, train_files=train_files or data_args.train_file, dataset_dir=dataset_dir,
             dataset_name=None if train_files else data_args.dataset_name,
             dataset_config_name=data_args.dataset_config_name, text_column=data_args.text_column,
-            document_format=data_args.document_format, cache_dir=model_args.cache_dir,
+            document_format=data_args.document_format, language=data_args.language, cache_dir=model_args.cache_dir,
             max_seq_length=data_args.max_seq_length, short_seq_prob=data_args.short_seq_prob,
             nsp_probability=data_args.nsp_probability, pairing=data_args.pairing, objective=data_args.objective,
             dupe_factor=dupe_factor or data_args.dupe_factor or math.ceil(training_args.num_train_epochs),

@@ -63,6 +63,8 @@ CASES = [
      lambda t, m, c: ["--train_file", write(t / "huge.txt", " ".join(random.Random(0).choices(
          ["river", "stone", "water", "light"], k=30_000)))],
      r"no sentence end within \d+ tokens \(such as one enormous line.*--objective mlm"),
+    ("language as a name", "prepare", lambda t, m, c: ["--language", "German"],
+     r"language is 'German'; give a lower-case ISO 639-1 code such as en, de or zh"),
     ("csv without column", "prepare",
      lambda t, m, c: ["--train_file", write(t / "d.csv", 'title,body\nx,"One. Two."\ny,"Three. Four."\n')],
      r"no column 'text' \(it has title, body\); pass --text_column"),

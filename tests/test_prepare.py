@@ -191,3 +191,70 @@ def test_pairs_do_not_depend_on_the_number_of_workers(tokenizer, tmp_path):
     saved = (tmp_path / "dNone" / "prepare.json").stat().st_mtime_ns
     prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "dNone"), num_proc=2, **kwargs)
     assert (tmp_path / "dNone" / "prepare.json").stat().st_mtime_ns == saved
+
+
+GERMAN = [
+    ["Der Mietvertrag wurde am 3. Oktober 2021 unterschrieben.",
+     "Nach § 5 Abs. 2 des Vertrags ist die Miete monatlich im Voraus zu zahlen.",
+     "Der Mieter bzw. seine Vertreter müssen Schäden sofort melden."],
+    ["Dr. Schneider leitet die Abteilung seit ca. 12 Jahren.", "Sie hat z. B. das neue Archiv aufgebaut.",
+     "Ihre Kollegen schätzen sie sehr."],
+    ["Am Montag, 3. Oktober, bleibt das Büro geschlossen.", "Wir sind ab Dienstag wieder für Sie da.",
+     "Vielen Dank für Ihr Verständnis!"],
+    ["Die Sitzung beginnt um 9.30 Uhr.", "Bitte bringen Sie die Unterlagen nach Abs. 4 mit.",
+     "Fragen beantwortet Dr. Weber."],
+    ["Wie hoch sind die Kosten?", "Sie betragen ca. 250 Euro pro Monat.", "Das ist günstig!"],
+    ["Die Frist endet am 31. Dezember.", "Danach gilt die Regelung bzw. der Vertrag nicht mehr.",
+     "Eine Verlängerung ist z.B. per Brief möglich."],
+    ["Prof. Dr. Meier hielt am 12. Mai einen Vortrag.", "Er sprach über die Geschichte der Stadt.",
+     "Rund 80 Zuhörer kamen."],
+    ["Laut Abs. 3 darf der Vermieter die Wohnung betreten.", "Er muss dies aber ca. eine Woche vorher ankündigen.",
+     "Ausnahmen gelten z. B. bei einem Wasserschaden."],
+    ["Der Umzug ist für den 1. März geplant.", "Die Kisten stehen bereit.", "Hoffentlich regnet es nicht!"],
+    ["Herr Dr. Braun bzw. seine Assistentin beantworten Ihre Fragen.", "Die Sprechzeiten sind montags bis freitags.",
+     "Am 24. Dez. ist geschlossen."],
+]
+CHINESE = [
+    ["今天天气很好。", "我们去公园散步吧！", "你想一起来吗？"],
+    ["他说：“我明天来。”", "然后他就走了。", "我们都很高兴。"],
+    ["这本书的价格是35.5元。", "它讲的是中国历史。", "很多学生都喜欢读。"],
+    ["北京是中国的首都。", "上海是最大的城市。", "深圳发展得很快！"],
+    ["你吃饭了吗？", "还没有。", "那我们一起去吧！"],
+    ["会议在下午三点开始。", "请大家准时参加。", "有问题可以问老师。"],
+    ["这个问题很难。", "我想了很久也不明白。", "你能帮我吗？"],
+    ["春天来了。", "花都开了。", "孩子们在外面玩。"],
+    ["他每天早上跑步。", "他说这样身体更好！", "我也想试试。"],
+    ["我们学习Python的新功能。", "它非常有用。", "你用过吗？"],
+]
+
+
+@pytest.mark.parametrize("language, paragraphs, joiner", [("de", GERMAN, " "), ("zh", CHINESE, "")])
+def test_pairs_are_the_sentences_of_the_text_in_its_language(language, paragraphs, joiner, tmp_path):
+    from tests.conftest import SPECIALS, make_tokenizer
+
+    # A tokenizer that knows every word (BERT's pre-tokenizer makes each CJK character a word), so that
+    # sentences compare by their ids, [UNK]-free.
+    backend = make_tokenizer().backend_tokenizer
+    words = [w for p in paragraphs for s in p
+             for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(s))]
+    tokenizer = make_tokenizer({t: i for i, t in enumerate(dict.fromkeys(SPECIALS + words))})
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(joiner.join(p) for p in paragraphs) + "\n", encoding="utf-8")
+
+    dataset, _ = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=str(tmp_path / "d"),
+                                 pairing="sentences", language=language, max_seq_length=128, nsp_probability=0.3,
+                                 validation_split_percentage=0, seed=0)
+    ids = [[tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in p] for p in paragraphs]
+    sentences = {s for p in ids for s in p}
+    consecutive = {(p[i], p[i + 1]) for p in ids for i in range(len(p) - 1)}
+    train = dataset["train"]
+    assert not any(train["truncated"])
+    positives = 0
+    for input_ids, label in zip(train["input_ids"], train["next_sentence_label"]):
+        sep = input_ids.index(tokenizer.sep_token_id)
+        a, b = tuple(input_ids[1:sep]), tuple(input_ids[sep + 1:-1])
+        assert a in sentences and b in sentences, tokenizer.decode(input_ids)
+        if label == 0:
+            assert (a, b) in consecutive, tokenizer.decode(input_ids)
+            positives += 1
+    assert positives >= 5
