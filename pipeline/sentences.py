@@ -25,6 +25,22 @@ _GERMAN_MONTH = re.compile(r"\s*(?:Januar|Jänner|Februar|März|April|Mai|Juni|J
                            r"Dezember|Jan|Feb|Febr|Mär|Apr|Jun|Jul|Aug|Sep|Sept|Okt|Nov|Dez)\b")
 
 
+# sentencex honours quotes and emphasis marks, never ending a sentence inside them. Paired wrongly (a bullet "* "
+# before "*emphasis*", a stray quote in scraped text), they can span a whole section as one "sentence"; a span this
+# long that holds such marks is split again with them blanked out (same length, so offsets stay).
+MAX_QUOTED_SPAN = 400
+_QUOTE = re.compile(r"""["'*`“”‘’«»„‚‹›()\[\]{}「」『』]""")
+
+
+def _spans(text: str, language: str) -> list[list[int]]:
+    spans, start = [], 0
+    for piece in sentencex.segment(language, text):
+        start = text.find(piece, start)  # past 10 KB, sentencex drops the blank lines between paragraphs
+        spans.append([start, start + len(piece)])
+        start += len(piece)
+    return spans
+
+
 def split_sentences(text: str, language: str = "en") -> list[str]:
     """Splits one document's text into sentences; whitespace inside a sentence is kept as is.
 
@@ -36,11 +52,12 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
         The sentences, stripped, none empty: each is a substring of `text`, in order.
     """
     safe = text if text.isascii() or not _WIDE_SPACE.search(text) else _WIDE_SPACE.sub(" ", text)
-    spans, start = [], 0
-    for piece in sentencex.segment(language, safe):
-        start = safe.find(piece, start)  # past 10 KB, sentencex drops the blank lines between paragraphs
-        spans.append([start, start + len(piece)])
-        start += len(piece)
+    spans = []
+    for a, b in _spans(safe, language):
+        if b - a > MAX_QUOTED_SPAN and _QUOTE.search(safe, a, b):
+            spans += [[a + x, a + y] for x, y in _spans(_QUOTE.sub(" ", safe[a:b]), language)]
+        else:
+            spans.append([a, b])
     if language.split("-")[0] == "de":
         for i in range(len(spans) - 1, 0, -1):
             if _GERMAN_DAY.search(text, *spans[i - 1]) and _GERMAN_MONTH.match(text, spans[i][0]):

@@ -162,3 +162,13 @@ def test_sentence_encoder_falls_back_for_other_pipelines():
     assert not encoder.word_separable
     assert encoder.encode_batch(TRICKY) == [tokenizer.backend_tokenizer.encode(t, add_special_tokens=False).ids
                                             for t in TRICKY]
+
+
+def test_wrongly_paired_emphasis_marks_do_not_swallow_a_section():
+    # A bullet "* " shifts the pairing of *emphasis* marks; sentencex alone returns one 800-character "sentence".
+    text = ("* Multiple inheritance is fine.\n* If an *iterator* is used for *__slots__* then a *descriptor* is created "
+            "for each of the iterator’s values. However, the *__slots__* attribute will be an empty iterator.\n"
+            'Whenever a class inherits from another class, "__init_subclass__()" is called on the parent class. '
+            "This way, it is possible to write classes. " + "This is closely related to class decorators. " * 8)
+    sentences = split_sentences(text)
+    assert len(sentences) == 13 and max(map(len, sentences)) < 120
