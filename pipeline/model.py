@@ -1,5 +1,6 @@
 """Checkpoint name -> tokenizer and a BERT with MLM and NSP heads whose MLM head runs only where it must."""
 
+import functools
 import importlib.resources
 import os
 from dataclasses import dataclass
@@ -58,15 +59,36 @@ class SavedAsStockClass:
             self.config.save_pretrained(save_directory)
 
 
+def raise_sentence_gradient(grad: torch.Tensor, share: float) -> torch.Tensor:
+    """The gradient at the encoder's output, with the [CLS] position's raised to at least `share` of the rest's norm.
+
+    Only the sentence head reads [CLS] (through the pooler) and only the MLM head reads the masked
+    positions ([CLS] is never masked), so here, and only here, the two heads' gradients into the shared
+    encoder are apart. Summed as they are, the MLM gradient is 30x the sentence head's at the start of
+    further pre-training (120x over the encoder's weights): Adam's per-weight normalisation then
+    follows MLM alone, and a new NSP head ends at the majority class while NSP alone learns on the
+    same pairs. Raising the [CLS] part balances the two in one backward pass (as GradNorm balances
+    task gradients at the last shared layer); the heads' own weights keep their true gradients.
+    """
+    cls, rest = grad[:, 0].float().norm(), grad[:, 1:].float().norm()
+    scale = (share * rest / cls.clamp(min=1e-12)).clamp(min=1.0)
+    grad = grad.clone()
+    grad[:, 0] *= scale.to(grad.dtype)
+    return grad
+
+
 class BertForPreTrainingSparse(SavedAsStockClass, BertForPreTraining):
     """`BertForPreTraining` that runs the 30k-wide MLM decoder only at masked positions.
 
     Same weights and state-dict keys as its parent, so checkpoints load anywhere as
     `BertForPreTraining`. With labels it returns `prediction_logits` for the masked
-    positions only, flattened to (num_masked, vocab), in row-major order.
+    positions only, flattened to (num_masked, vocab), in row-major order. In training, with
+    `sentence_gradient_share` set, the sentence head's gradient into the encoder is raised to at
+    least that share of the MLM head's (`raise_sentence_gradient`).
     """
 
     stock_class = "BertForPreTraining"
+    sentence_gradient_share: float | None = None
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None):
@@ -74,9 +96,14 @@ class BertForPreTrainingSparse(SavedAsStockClass, BertForPreTraining):
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                    position_ids=position_ids, inputs_embeds=inputs_embeds,
                                    next_sentence_label=next_sentence_label)
-        sequence_output, pooled_output = self.bert(
+        sequence_output = self.bert(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            inputs_embeds=inputs_embeds, return_dict=False)[:2]
+            inputs_embeds=inputs_embeds, return_dict=False)[0]
+        if self.training and next_sentence_label is not None and self.sentence_gradient_share and \
+                sequence_output.requires_grad:
+            sequence_output.register_hook(functools.partial(raise_sentence_gradient,
+                                                            share=self.sentence_gradient_share))
+        pooled_output = self.bert.pooler(sequence_output)
         masked = labels != -100
         prediction_logits = self.cls.predictions(sequence_output[masked])
         # Losses in float32: a bf16 log-softmax over 30k classes loses precision.
@@ -163,10 +190,37 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
                          "BERT checkpoint folder or Hub model id.") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    new = sorted({k.split(".")[1] for k in info["missing_keys"] if k.startswith("cls.")})
+    # Weights the checkpoint lacks (tied ones are not parameters of their own); train gives them their own rate.
+    model.newly_initialised = [name for name, _ in model.named_parameters() if name in set(info["missing_keys"])]
+    new = sorted({k.split(".")[1] for k in model.newly_initialised if k.startswith("cls.")})
     if new:
         print(f"{path}: newly initialised pre-training head parts: {', '.join(new)}")
     return model
+
+
+def head_weights(model) -> list[str]:
+    """The weights that train at head_learning_rate: those the checkpoint lacked, and the pooler if the sentence
+    classifier is among them. The pooler feeds only that classifier; next to a new one, its weights were trained
+    for nothing the run asks of it (a sentence-embedding checkpoint, a `BertModel`), and at the encoder's rate the
+    new head learns too little of NSP in a short run to carry it."""
+    new = list(getattr(model, "newly_initialised", []))
+    if any(name.startswith("cls.seq_relationship.") for name in new):
+        new += [name for name, _ in model.named_parameters() if name.startswith("bert.pooler.") and name not in new]
+    return new
+
+
+def describe_head_training(head_weight_names: list[str], *, objective: str, learning_rate: float,
+                           head_learning_rate: float, sentence_gradient_share: float | None) -> str:
+    """One line: which weights start untrained (or serve only an untrained head) and what the run does about them."""
+    modules = sorted({name.rsplit(".", 1)[0] for name in head_weight_names})
+    parts = [f"newly initialised head weights (with the pooler that feeds a new sentence head): {', '.join(modules)}; "
+             f"they train at head_learning_rate {head_learning_rate:g}, the rest at learning_rate {learning_rate:g}"
+             if modules else "no newly initialised head weights"]
+    if objective != "mlm":
+        parts.append(f"the {objective.upper()} head's gradient into the encoder is raised to at least "
+                     f"{sentence_gradient_share:g} of the MLM gradient's norm (sentence_gradient_share)"
+                     if sentence_gradient_share else "the two losses are summed as BERT does (sentence_gradient_share 0)")
+    return "; ".join(parts) + "."
 
 
 def check_model_fits(tokenizer_size: int, config, max_seq_length: int) -> None:
@@ -211,7 +265,9 @@ def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objec
         raise UsageError(f"config {path} could not be loaded ({first_line(e)}); give a folder with a config.json "
                          "or a Hub model id.") from None
     _check_bert(config, path, objective)
-    return _model_class(objective)(config)
+    model = _model_class(objective)(config)
+    model.newly_initialised = []  # every weight is new: nothing to set apart
+    return model
 
 
 def _model_class(objective: str) -> type:

@@ -11,10 +11,11 @@ import time
 
 from transformers import set_seed
 
-from pipeline.arguments import parse_args, resolved_recipe
+from pipeline.arguments import HEAD_LEARNING_RATE_FACTOR, parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import check_model_fits, load_model, load_tokenizer, new_model
+from pipeline.model import (check_model_fits, describe_head_training, head_weights, load_model, load_tokenizer,
+                            new_model)
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
@@ -99,6 +100,14 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
     tokenizer, vocabulary = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
     model = model_from_args(model_args, data_args, vocabulary)
+    # New heads train faster than the pretrained encoder, and the sentence head's gradient is not drowned by MLM's
+    head_learning_rate = model_args.head_learning_rate or HEAD_LEARNING_RATE_FACTOR * training_args.learning_rate
+    if data_args.objective != "mlm":
+        model.sentence_gradient_share = model_args.sentence_gradient_share
+    if training_args.process_index == 0:
+        print(describe_head_training(head_weights(model), objective=data_args.objective,
+                                     learning_rate=training_args.learning_rate, head_learning_rate=head_learning_rate,
+                                     sentence_gradient_share=model_args.sentence_gradient_share))
 
     check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 
@@ -117,7 +126,8 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     probes = ProbeCallback(tokenizer, data_args.probes or [])
     trainer = PreTrainer(
         model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=eval_dataset,
-        processing_class=tokenizer, data_collator=collator, head=data_args.objective, callbacks=[probes, *(callbacks or [])],
+        processing_class=tokenizer, data_collator=collator, head=data_args.objective,
+        head_learning_rate=head_learning_rate, head_weights=head_weights(model), callbacks=[probes, *(callbacks or [])],
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
     probes_before = probes.run(model, 0) if probes.prompts else []

@@ -195,9 +195,12 @@ class PreTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, head: str = "nsp", **kwargs):
+    def __init__(self, *args, head: str = "nsp", head_learning_rate: float | None = None,
+                 head_weights: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head = head
+        self.head_learning_rate = head_learning_rate
+        self.head_weights = set(head_weights or [])
         self._step_counts = None
         self._head_sums = None
         self.add_callback(CollatorEpoch(self.data_collator))
@@ -228,6 +231,21 @@ class PreTrainer(Trainer):
         detached = sums.detach()
         self._head_sums = detached if self._head_sums is None else self._head_sums + detached
         return (loss, outputs) if return_outputs else loss
+
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer, with `head_weights` (untrained heads) in groups of their own at head_learning_rate:
+        a random head needs larger steps than the pretrained encoder can take."""
+        optimizer = super().create_optimizer(model)
+        if self.head_learning_rate is None or not self.head_weights:
+            return optimizer
+        new_ids = {id(p) for name, p in self.model.named_parameters() if name in self.head_weights}
+        for group in list(optimizer.param_groups):
+            head = [p for p in group["params"] if id(p) in new_ids]
+            if head:
+                group["params"] = [p for p in group["params"] if id(p) not in new_ids]
+                optimizer.add_param_group({**group, "params": head, "lr": self.head_learning_rate})
+        optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+        return optimizer
 
     def _push_from_checkpoint(self, checkpoint_folder):
         with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):

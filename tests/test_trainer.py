@@ -81,3 +81,29 @@ def test_logged_loss_is_the_same_with_gradient_accumulation(tmp_path):
     stock_one, stock_four = first_logged(16, 1, Trainer), first_logged(4, 4, Trainer)
     assert abs(stock_one["loss"] - one["loss"]) < 1e-3
     assert abs(stock_four["loss"] - four["loss"]) > 5e-2
+
+
+def test_new_heads_train_at_the_head_learning_rate(tmp_path):
+    from transformers import TrainingArguments
+
+    from pipeline.model import head_weights
+    from pipeline.trainer import PreTrainer
+    from tests.conftest import make_model, make_tokenizer
+
+    model = make_model(len(make_tokenizer()))
+    model.newly_initialised = ["cls.seq_relationship.weight", "cls.seq_relationship.bias",
+                               "cls.predictions.transform.dense.weight"]
+    head = head_weights(model)  # a new sentence classifier brings the pooler that feeds it
+    assert sorted(head) == sorted(model.newly_initialised + ["bert.pooler.dense.weight", "bert.pooler.dense.bias"])
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none",
+                             use_cpu=True)
+    optimizer = PreTrainer(model=model, args=args, head_learning_rate=1e-3, head_weights=head).create_optimizer()
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_lr = {}
+    for group in optimizer.param_groups:
+        by_lr.setdefault(group["lr"], []).extend(names[id(p)] for p in group["params"])
+    assert sorted(by_lr[1e-3]) == sorted(head)
+    assert sorted(by_lr[1e-3] + by_lr[1e-4]) == sorted(names.values())  # every weight once
+    # Weight decay still spares biases and LayerNorms among the head's weights.
+    assert {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.0 and g["lr"] == 1e-3
+            for p in g["params"]} == {"cls.seq_relationship.bias", "bert.pooler.dense.bias"}
