@@ -78,7 +78,7 @@ class ModelArguments:
     def __post_init__(self):
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             raise UsageError(f"head_learning_rate is {self.head_learning_rate}; give a positive value, or leave it "
-                             "out for 10 x learning_rate.")
+                             "out for 30 x learning_rate.")
         if self.sentence_gradient_share < 0:
             raise UsageError(f"sentence_gradient_share is {self.sentence_gradient_share}; give 0 (off) or more.")
         if self.add_domain_tokens < 0:
