@@ -199,6 +199,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return super()._format_action_invocation(action)
         return f"{action.option_strings[0]} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
+    def _get_help_string(self, action):
+        return action.help if action.default is None or "(default:" in action.help else super()._get_help_string(action)
+
 
 class RecipeParser(HfArgumentParser):
     """HfArgumentParser whose errors are one line and exit code 2."""
@@ -267,6 +270,10 @@ def make_parser(prog: str = "bert-pretrain", extra: tuple = ()) -> RecipeParser:
             action = by_dest[name]
             if name in REFUSED_FIELDS:
                 action.help = argparse.SUPPRESS
+            elif name == "bf16":
+                action.help = ("bf16 mixed precision. Left unset (and with no fp16 or accelerate mixed_precision), it "
+                               "is chosen from the hardware: on where it computes in bf16 natively (CUDA GPUs with "
+                               "bf16, CPUs with AVX512-BF16 or AMX), off elsewhere. (default: automatic)")
             group._group_actions.append(action)
     return parser
 
