@@ -162,7 +162,7 @@ def plot_report(report: dict, path: str) -> None:
                 ax.plot(*zip(*points), "o-", label=title, color="tab:orange" if title == "held-out" else "tab:green")
         if key != "mlm_loss":  # a sentence head guessing scores ln 2; without the line a 0.696 -> 0.687 fills the axis
             ax.axhline(math.log(2), color="tab:red", linestyle="--", linewidth=1, label="chance (ln 2)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # from 0, so a small change looks small; room above the top line
         ax.set_title(f"{name} loss")
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats)")
@@ -303,10 +303,11 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
         f"whole_word_mask {recipe.get('whole_word_mask')}, mask_count {recipe.get('mask_count')}",
         f"- {training.get('steps', 0):,} optimizer steps, {training.get('epochs', 0):g} epochs, effective batch "
         f"{training.get('effective_batch_size')} ({recipe.get('per_device_train_batch_size')} per device x "
-        f"{recipe.get('gradient_accumulation_steps')} accumulation x {training.get('processes', 1)} processes)",
+        f"{recipe.get('gradient_accumulation_steps')} accumulation x {training.get('processes', 1)} "
+        f"process{'es' if training.get('processes', 1) > 1 else ''})",
         f"- learning_rate {recipe.get('learning_rate')} (new heads: head_learning_rate "
-        f"{recipe.get('head_learning_rate') or 'default'}), {recipe.get('lr_scheduler_type')} schedule, "
-        f"seed {recipe.get('seed')}",
+        f"{recipe.get('head_learning_rate') or '30 x learning_rate'}), "
+        f"{str(recipe.get('lr_scheduler_type')).rsplit('.', 1)[-1].lower()} schedule, seed {recipe.get('seed')}",
         f"- {precision}, on {training.get('hardware', 'unknown hardware')}, "
         f"{report['timings'].get('train_seconds', 0):.0f} s of training",
         "",
