@@ -77,8 +77,8 @@ COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "vocab": vocab_mai
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    # The tool's own switch (TrainingArguments has a `debug` field); parse_args leaves it out of the fields.
+    show_traceback = "--traceback" in argv
     if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[command](argv[1:])
     except UsageError as e:
-        if debug:
+        if show_traceback:
             raise
         print(f"bert-pretrain {command}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
         full = _disk_full(e)
-        if full is None or debug:
+        if full is None or show_traceback:
             raise
         where = f" while writing {full.filename}" if getattr(full, "filename", None) else ""
         reason = getattr(full, "strerror", None) or str(full).strip().splitlines()[-1][:200]

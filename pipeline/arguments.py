@@ -5,9 +5,11 @@ tokens placed *before* the real flags, so argparse does the type checks for
 both and a flag given on the command line wins (argparse keeps the last value).
 """
 
+import argparse
 import dataclasses
 import difflib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -189,6 +191,18 @@ class DataArguments:
             raise UsageError(f"language is '{self.language}'; give a lower-case ISO 639-1 code such as en, de or zh.")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Lists each field once, under its snake_case name (the kebab-case alias is accepted, not repeated)."""
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return f"{action.option_strings[0]} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None or "(default:" in action.help else super()._get_help_string(action)
+
+
 class RecipeParser(HfArgumentParser):
     """HfArgumentParser whose errors are one line and exit code 2."""
 
@@ -209,16 +223,66 @@ class VocabArguments:
         default=20, metadata={"help": "vocab: how many of the most frequent words in 3+ pieces to list."})
 
 
+# Help groups, in the order --help shows them; every field of ModelArguments and DataArguments is in one.
+# TrainingArguments' fields follow in a group of their own, the most used first.
+HELP_GROUPS = {
+    "model": ["model_name_or_path", "cache_dir", "model_revision", "trust_remote_code"],
+    "data": ["train_file", "dataset_name", "dataset_config_name", "text_column", "document_format", "language",
+             "validation_split_percentage", "dataset_dir", "preprocessing_num_workers", "overwrite_cache"],
+    "pairs": ["objective", "pairing", "max_seq_length", "short_seq_prob", "nsp_probability", "dupe_factor"],
+    "masking": ["mlm_probability", "mask_replace_prob", "random_replace_prob", "whole_word_mask", "mask_count",
+                "max_predictions_per_seq"],
+    "vocabulary": ["tokenizer_name", "add_domain_tokens", "domain_tokens_file", "tokenizer_from_scratch",
+                   "config_name"],
+    "heads and run": ["head_learning_rate", "sentence_gradient_share", "overwrite_output_dir"],
+    "evaluation": ["general_eval_file", "probes", "max_eval_samples"],
+}
+COMMON_TRAINER_FIELDS = ["output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                         "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+                         "warmup_steps", "lr_scheduler_type", "bf16", "fp16", "eval_strategy", "eval_steps",
+                         "logging_steps", "save_strategy", "save_steps", "save_total_limit", "seed", "report_to",
+                         "push_to_hub", "hub_model_id", "resume_from_checkpoint"]
+# Fields the tool refuses (a token would be saved with the run): parsed so the refusal can name them, never listed.
+REFUSED_FIELDS = {"hub_token"}
+TRACEBACK_FLAG = "--traceback"  # the tool's own switch; TrainingArguments has a `debug` field of its own
+
+
 def make_parser(prog: str = "bert-pretrain", extra: tuple = ()) -> RecipeParser:
-    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, *extra), prog=prog)
-    parser.add_argument("--config", help="A recipe YAML of the fields below; command-line flags override it.")
+    """The parser of `bert-pretrain COMMAND`: --config and the command's own flags first, then the tool's fields in
+    groups, then Trainer's."""
+    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, *extra), prog=prog,
+                          formatter_class=HelpFormatter,
+                          usage=f"{prog} --config RECIPE.yaml [--field value ...]  (or --field-name value)")
+    by_dest = {a.dest: a for a in parser._actions}
+    command = parser.add_argument_group(prog)
+    command.add_argument("--config", help="A recipe YAML of the fields below; command-line flags override it.")
+    command.add_argument(TRACEBACK_FLAG, action="store_true",
+                         help="Show the full traceback of an error instead of one sentence.")
+    moves = [(command, [f.name for dtype in extra for f in dataclasses.fields(dtype)])]
+    moves += [(parser.add_argument_group(title), names) for title, names in HELP_GROUPS.items()]
+    trainer_fields = sorted(f.name for f in dataclasses.fields(TrainingArguments) if f.name in by_dest)
+    moves.append((parser.add_argument_group("Trainer (transformers.TrainingArguments)"),
+                  [*COMMON_TRAINER_FIELDS, *(n for n in trainer_fields if n not in COMMON_TRAINER_FIELDS)]))
+    for group in parser._action_groups[:2]:  # argparse's own groups keep only -h/--help
+        group._group_actions[:] = [a for a in group._group_actions if a.dest == "help"]
+    for group, names in moves:
+        for name in names:
+            action = by_dest[name]
+            if name in REFUSED_FIELDS:
+                action.help = argparse.SUPPRESS
+            elif name == "bf16":
+                action.help = ("bf16 mixed precision. Left unset (and with no fp16 or accelerate mixed_precision), it "
+                               "is chosen from the hardware: on where it computes in bf16 natively (CUDA GPUs with "
+                               "bf16, CPUs with AVX512-BF16 or AMX), off elsewhere. (default: automatic)")
+            group._group_actions.append(action)
     return parser
 
 
 def recipe_to_argv(recipe: dict, known: set[str], source: str) -> list[str]:
-    """Turns a flat recipe into flags, refusing keys no dataclass has."""
+    """Turns a flat recipe into flags, refusing keys no dataclass has (kebab-case keys name the same fields)."""
     argv = []
     for key, value in recipe.items():
+        key = str(key).replace("-", "_")
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -247,19 +311,105 @@ def read_recipe(path: str) -> dict:
     return recipe
 
 
+def given_fields(argv: list[str]) -> set[str]:
+    """The fields a list of flags sets, in snake_case (`--output-dir=x` -> output_dir)."""
+    return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+
+
+def cpu_bf16_features() -> list[str]:
+    """The CPU's native bf16 instructions (AVX512-BF16, AMX-BF16), from /proc/cpuinfo or else torch's own probe."""
+    try:
+        flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", Path("/proc/cpuinfo").read_text()))
+    except OSError:  # not Linux
+        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+        flags = {"avx512_bf16"} if probe is not None and probe() else set()
+    return [{"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}[f] for f in sorted(flags, reverse=True)]
+
+
+def native_bf16() -> tuple[bool, str]:
+    """Whether this machine computes in bf16 natively, and why. Emulated bf16 is slower than fp32 (a step was 20x
+    slower on a CPU without it), native bf16 faster (1.3-1.5x on an AVX512-BF16/AMX CPU, more on GPUs)."""
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{name} computes in bf16 natively"
+        return False, f"{name} has no native bf16"
+    if torch.accelerator.is_available():
+        return False, f"bf16 is not chosen automatically on {torch.accelerator.current_accelerator().type}"
+    features = cpu_bf16_features()
+    if features:
+        return True, f"the CPU has {' and '.join(features)}"
+    return False, "the CPU has neither AVX512-BF16 nor AMX, where bf16 is emulated and many times slower"
+
+
+def choose_precision(given: set[str], environ: dict) -> tuple[list[str], str | None]:
+    """Flags that set bf16 from the hardware when nothing else chose a precision, and the reason.
+
+    The recipe or command line choose with bf16/fp16, accelerate's config with mixed_precision
+    (`accelerate launch` passes it on as ACCELERATE_MIXED_PRECISION); else the hardware decides.
+    """
+    if given & {"bf16", "fp16"} or environ.get("ACCELERATE_MIXED_PRECISION", "no") != "no":
+        return [], None
+    bf16, reason = native_bf16()
+    return (["--bf16", "true"] if bf16 else []), f"automatic: {reason}; set bf16 in the recipe or on the command line to choose"
+
+
+def precision_reason(training_args, automatic: str | None, environ: dict) -> str:
+    """Who chose the precision in effect: the hardware, accelerate's config (which TrainingArguments lets win
+    over `bf16: false`), or the recipe and command line."""
+    if automatic:
+        return automatic
+    launched = environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched != "no" and training_args.mixed_precision == launched:
+        return f"set by accelerate's config: ACCELERATE_MIXED_PRECISION={launched}"
+    return "set by the recipe or command line"
+
+
+def describe_precision(training_args) -> str:
+    """The start-of-run line: the precision in effect and who chose it."""
+    name = {"bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}.get(training_args.mixed_precision, "fp32")
+    return f"precision: {name} ({training_args.precision_reason})"
+
+
+# Integrations that are extras of the package: (module, the install that provides it).
+INTEGRATIONS = {"tensorboard": ("tensorboard", "pip install 'bert-pretrain[tensorboard]'"),
+                "wandb": ("wandb", "pip install wandb"), "mlflow": ("mlflow", "pip install mlflow"),
+                "comet_ml": ("comet_ml", "pip install comet_ml"), "trackio": ("trackio", "pip install trackio"),
+                "deepspeed": ("deepspeed", "pip install 'bert-pretrain[deepspeed]'")}
+
+
+def check_integrations(training_args, environ: dict) -> None:
+    """Stops before any work when an asked-for integration is not installed, naming the install that fixes it."""
+    import importlib.util
+
+    asked = [(f"report_to {name}", name) for name in training_args.report_to or [] if name in INTEGRATIONS]
+    if training_args.deepspeed or environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        asked.append(("DeepSpeed", "deepspeed"))
+    for what, name in asked:
+        module, install = INTEGRATIONS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"{what} needs the {module} package, which is not installed; run `{install}`.")
+
+
 def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = ()):
     """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser(prog, extra)
-    known = {a.dest for a in parser._actions} - {"help", "config"}
-    config, rest = parser.parse_known_args(argv)[0].config, argv
+    known = {a.dest for a in parser._actions} - {"help", "config", TRACEBACK_FLAG[2:]}
+    config, rest = parser.parse_known_args(argv)[0].config, [a for a in argv if a != TRACEBACK_FLAG]
     recipe_argv = recipe_to_argv(read_recipe(config), known, config) if config else []
+    given = given_fields(recipe_argv + rest)
+    # Defaults that differ from TrainingArguments', placed first so the recipe and the command line override them.
+    precision_argv, automatic = choose_precision(given, os.environ)
+    # Every weight of these models gets a gradient: DDP's search for unused ones only costs time and warns per rank.
+    defaults = [*precision_argv, "--ddp_find_unused_parameters", "false"]
     if not torch.accelerator.is_available():
         # Trainer refuses `bf16: true` without an accelerator unless use_cpu is set; saying so here lets one
         # recipe serve GPU boxes and CPU-only machines (where bf16 autocast runs; fast only with AVX512-BF16/AMX).
-        recipe_argv = ["--use_cpu", "true", *recipe_argv]
+        defaults += ["--use_cpu", "true"]
     try:
-        *parsed, leftover = parser.parse_args_into_dataclasses(args=recipe_argv + rest, return_remaining_strings=True)
+        *parsed, leftover = parser.parse_args_into_dataclasses(args=defaults + recipe_argv + rest,
+                                                               return_remaining_strings=True)
     except ValueError as e:  # TrainingArguments.__post_init__ checks
         raise UsageError(str(e).strip().split("\n")[0]) from None
     parsed = parsed[:3 + len(extra)]  # what follows is the --config namespace
@@ -272,8 +422,14 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(training_args, name) < 1:
             raise UsageError(f"{name} is {getattr(training_args, name)}; give 1 or more.")
-    if not any(a.split("=")[0] == "--output_dir" for a in recipe_argv + rest):  # else ./trainer_output, silently
+    if "output_dir" not in given:  # else ./trainer_output, silently
         raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
+    check_integrations(training_args, os.environ)
+    # One truth: the fields say the precision accelerate will use, whoever chose it (an accelerate config wins
+    # over the bf16/fp16 flags inside TrainingArguments), so report.json and the model card record it.
+    training_args.bf16 = training_args.mixed_precision == "bf16"
+    training_args.fp16 = training_args.mixed_precision == "fp16"
+    training_args.precision_reason = precision_reason(training_args, automatic, os.environ)
     return tuple(parsed)
 
 

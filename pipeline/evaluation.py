@@ -10,7 +10,7 @@ from transformers import Trainer
 from pipeline.arguments import parse_args
 from pipeline.errors import UsageError
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import check_model_fits
+from pipeline.model import check_model_fits, describe_new_heads
 from pipeline.report import metrics_tables
 from pipeline.train import (collator_from_args, eval_datasets_from_args, model_from_args, prepare_from_args,
                             tokenizer_from_args)
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain evaluate")
     tokenizer = tokenizer_from_args(model_args)
     model = model_from_args(model_args, data_args)
+    if training_args.process_index == 0 and describe_new_heads(model, model_args.model_name_or_path):
+        print(describe_new_heads(model, model_args.model_name_or_path))
     check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
     dataset, _ = prepare_from_args(tokenizer, model_args, data_args, training_args)
     collator = collator_from_args(tokenizer, data_args, training_args)

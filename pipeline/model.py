@@ -191,11 +191,15 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     finally:
         hf_logging.set_verbosity(verbosity)
     # Weights the checkpoint lacks (tied ones are not parameters of their own); train gives them their own rate.
+    # The commands say so once, on the main process (describe_head_training, describe_new_heads).
     model.newly_initialised = [name for name, _ in model.named_parameters() if name in set(info["missing_keys"])]
-    new = sorted({k.split(".")[1] for k in model.newly_initialised if k.startswith("cls.")})
-    if new:
-        print(f"{path}: newly initialised pre-training head parts: {', '.join(new)}")
     return model
+
+
+def describe_new_heads(model, model_name_or_path: str) -> str | None:
+    """One line naming the pre-training head parts the checkpoint lacked, or None."""
+    new = sorted({k.split(".")[1] for k in getattr(model, "newly_initialised", []) if k.startswith("cls.")})
+    return f"{model_name_or_path}: newly initialised pre-training head parts: {', '.join(new)}" if new else None
 
 
 def head_weights(model) -> list[str]:

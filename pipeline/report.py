@@ -1,7 +1,11 @@
 """Training logs -> what a user reads: the closing summary, report.json, report.png and the model card."""
 
+import collections
 import json
+import math
 import os
+import platform
+import re
 
 from pipeline.probes import format_predictions
 
@@ -40,6 +44,29 @@ def evaluations(log_history: list[dict]) -> list[dict]:
         if any(k.startswith("eval_") for k in entry):
             merged.setdefault(entry["step"], {}).update(entry)
     return list(merged.values())
+
+
+def final_evaluation(log_history: list[dict], global_step: int) -> dict:
+    """The evaluation Trainer already ran at the last step, if it did (else {}): no need to evaluate twice."""
+    last = next(iter(evaluations(log_history)[-1:]), {})
+    return last if global_step > 0 and last.get("step") == global_step else {}
+
+
+def describe_hardware(device, processes: int) -> str:
+    """What trained, in words: `2 x NVIDIA H100 80GB HBM3` or `CPU: AMD EPYC 9R14 (2 cores)`."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{processes} x {torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return f"{processes} x {device.type}"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        name = ""
+    cpu = f"CPU: {name or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    return cpu if processes == 1 else f"{processes} processes on {cpu}"
 
 
 def probe_lines(probes: dict) -> list[str]:
@@ -87,7 +114,7 @@ def format_summary(before: dict, after: dict, output_dir: str, model_class: str 
 
 def build_report(*, log_history: list[dict], before: dict, after: dict, stats: dict, recipe: dict,
                  timings: dict, real_tokens: int, probes: dict, probe_history: list[dict],
-                 vocabulary: dict | None = None) -> dict:
+                 vocabulary: dict | None = None, training: dict | None = None) -> dict:
     train_seconds = timings.get("train_seconds") or 0.0
     return {
         "before": before,
@@ -97,6 +124,7 @@ def build_report(*, log_history: list[dict], before: dict, after: dict, stats: d
         "log_history": log_history,
         "corpus": stats,
         "recipe": recipe,
+        "training": training or {},
         "timings": timings,
         "real_tokens": real_tokens,
         "real_tokens_per_second": real_tokens / train_seconds if train_seconds else None,
@@ -132,8 +160,12 @@ def plot_report(report: dict, path: str) -> None:
             points = [(h["step"], h[prefix + key]) for h in report["eval"] if prefix + key in h]
             if points:
                 ax.plot(*zip(*points), "o-", label=title, color="tab:orange" if title == "held-out" else "tab:green")
+        if key != "mlm_loss":  # a sentence head guessing scores ln 2; without the line a 0.696 -> 0.687 fills the axis
+            ax.axhline(math.log(2), color="tab:red", linestyle="--", linewidth=1, label="chance (ln 2)")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # from 0, so a small change looks small; room above the top line
         ax.set_title(f"{name} loss")
         ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats)")
         ax.legend()
         ax.grid(alpha=0.3)
     bars = [(f"{name} acc" + ("" if title == "held-out" else f"\n({title})"), prefix + key.replace("loss", "accuracy"))
@@ -141,10 +173,16 @@ def plot_report(report: dict, path: str) -> None:
     bars = [(label, key) for label, key in bars if key in report["before"] and key in report["after"]]
     ax = axes[-1]
     xs = range(len(bars))
-    ax.bar([x - 0.2 for x in xs], [report["before"][k] for _, k in bars], 0.4, label="before", color="tab:gray")
-    ax.bar([x + 0.2 for x in xs], [report["after"][k] for _, k in bars], 0.4, label="after", color="tab:blue")
+    for shift, when, color in ((-0.2, "before", "tab:gray"), (0.2, "after", "tab:blue")):
+        drawn = ax.bar([x + shift for x in xs], [report[when][k] for _, k in bars], 0.4, label=when, color=color)
+        ax.bar_label(drawn, fmt="{:.1%}", fontsize=8)
+    for x, (_, key) in zip(xs, bars):
+        if "mlm_" not in key:  # a two-way sentence head guessing gets half right
+            ax.hlines(0.5, x - 0.45, x + 0.45, color="tab:red", linestyle="--", linewidth=1,
+                      label="chance" if "chance" not in ax.get_legend_handles_labels()[1] else None)
     ax.set_xticks(list(xs), [label for label, _ in bars])
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("accuracy")
     ax.set_title("held-out accuracy, before and after")
     ax.legend()
     fig.tight_layout()
@@ -152,34 +190,109 @@ def plot_report(report: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_model_card(output_dir: str, *, base_model: str, report: dict, model_class: str) -> None:
-    """A Hub-ready README.md: what was trained on what, how, and what it changed."""
-    recipe, corpus = report["recipe"], report["corpus"]
+HUB_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
+
+
+def base_model_card(model_name_or_path: str) -> tuple[str | None, str | None]:
+    """(Hub id, licence) of the model a run started from.
+
+    A Hub id is its own; a local folder or packaged model names its Hub id in its own model card (the repository
+    its usage snippets load) or else in its config's `_name_or_path`, and its licence in the card's metadata. The
+    card of a Hub model is read only if it is in the local cache or the Hub can be reached.
+    """
+    from huggingface_hub import ModelCard, hf_hub_download
+
+    from pipeline.model import resolve_model_path
+
+    path = resolve_model_path(model_name_or_path)
+    local = os.path.isdir(path)
+    card_path = os.path.join(path, "README.md")
+    if not local:
+        try:
+            card_path = hf_hub_download(model_name_or_path, "README.md")
+        except Exception:  # offline, no card, or a private repository: the licence stays unknown
+            return model_name_or_path, None
+    try:
+        card = ModelCard.load(card_path)
+    except Exception:  # no card, or one whose metadata does not parse
+        card = None
+    hub_id = None if local else model_name_or_path
+    if local and card is not None:
+        loaded = re.findall(rf"""(?:from_pretrained|SentenceTransformer|pipeline)\([^)]*?['"]({HUB_ID})['"]""", card.text)
+        hub_id = collections.Counter(loaded).most_common(1)[0][0] if loaded else None
+    if local and hub_id is None:
+        try:
+            with open(os.path.join(path, "config.json")) as f:
+                name = json.load(f).get("_name_or_path") or ""
+        except (OSError, ValueError):
+            name = ""
+        hub_id = name if re.fullmatch(HUB_ID, name) and not os.path.exists(name) else None
+    licence = card.data.get("license") if card is not None else None
+    return hub_id, licence if isinstance(licence, str) else None
+
+
+def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, after: dict, model_name: str,
+                  scratch: bool):
+    """The card's YAML header: lineage, licence, data, language, tags and the held-out results as a model-index."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    objective = recipe.get("objective", "nsp")
+    corpus = recipe.get("dataset_name") or ", ".join(os.path.basename(f) for f in recipe.get("train_file") or [])
+    dataset = {"dataset_type": recipe.get("dataset_name") or "text", "dataset_name": f"{corpus} (held-out documents)",
+               "dataset_config": recipe.get("dataset_config_name"), "dataset_split": "validation"}
+    prefix = "eval_heldout_" if any(k.startswith("eval_heldout_") for k in after) else "eval_"
+    results = []
+    for key, metric, name in (("mlm_loss", "loss", "MLM loss"), ("perplexity", "perplexity", "MLM perplexity"),
+                              ("mlm_accuracy", "accuracy", "MLM accuracy")):
+        if prefix + key in after:
+            results.append(EvalResult(task_type="fill-mask", task_name="Masked language modelling", metric_type=metric,
+                                      metric_name=name, metric_value=after[prefix + key], **dataset))
+    if objective != "mlm":
+        task = "Next-sentence prediction" if objective == "nsp" else "Sentence-order prediction"
+        for key, metric in (("loss", "loss"), ("accuracy", "accuracy")):
+            if f"{prefix}{objective}_{key}" in after:
+                results.append(EvalResult(task_type="text-classification", task_name=task, metric_type=metric,
+                                          metric_name=f"{objective.upper()} {key}",
+                                          metric_value=after[f"{prefix}{objective}_{key}"], **dataset))
+    return ModelCardData(
+        base_model=None if scratch else base_model, license=licence, language=[recipe.get("language") or "en"],
+        datasets=[recipe["dataset_name"]] if recipe.get("dataset_name") else None, library_name="transformers",
+        pipeline_tag="fill-mask", model_name=model_name,
+        tags=["bert", "fill-mask", "domain-adaptation", "bert-pretrain", objective], eval_results=results or None)
+
+
+def write_model_card(output_dir: str, *, base_model: str, report: dict, model_class: str,
+                     hub_model_id: str | None = None) -> None:
+    """A Hub-ready README.md: what was trained on what, how, and what it changed; its metadata carries the base
+    model, licence, data, language and the held-out results in the Hub's model-index schema."""
+    recipe, corpus, training = report["recipe"], report["corpus"], report.get("training", {})
     train = corpus.get("train", {})
     objective = recipe.get("objective", "nsp")
     vocabulary = report.get("vocabulary")
     scratch = bool(vocabulary and vocabulary["from_scratch"])
-    on_hub = not scratch and not os.path.exists(base_model) and not base_model.startswith("package:")
+    hub_id, licence = base_model_card(base_model) if not scratch else (None, None)
+    name = hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    corpus_name = recipe.get("dataset_name") or ", ".join(recipe.get("train_file") or [])
+    metadata = card_metadata(base_model=hub_id, licence=licence, recipe=recipe, after=report["after"],
+                             model_name=name, scratch=scratch)
+    base = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{base_model}`"
+    task = ("masked-language modelling only" if objective == "mlm" else
+            f"masked-language modelling and {'next-sentence' if objective == 'nsp' else 'sentence-order'} prediction")
+    precision = {"bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}.get(training.get("precision"), "fp32")
+    location = hub_model_id or output_dir
     lines = [
-        "---",
-        "library_name: transformers",
-        *([f"base_model: {base_model}"] if on_hub else []),
-        "pipeline_tag: fill-mask",
-        "tags: [bert, domain-adaptation, bert-pretrain]",
-        "---",
-        "",
-        f"# {os.path.basename(os.path.abspath(output_dir))}",
+        "---", metadata.to_yaml(), "---", "",
+        f"# {name.rsplit('/', 1)[-1]}: BERT {'pre-trained' if scratch else 'further pre-trained'} on {corpus_name}",
         "",
         (f"A BERT of `{recipe.get('config_name')}`'s architecture pre-trained from scratch, with a new WordPiece "
-         "tokenizer, on domain text with " if scratch else f"`{base_model}` further pre-trained on domain text with ")
-        + ("masked-language modelling only." if objective == "mlm" else
-           f"masked-language modelling and {'next-sentence' if objective == 'nsp' else 'sentence-order'} prediction."),
+         f"tokenizer, on {corpus_name} with {task}." if scratch else
+         f"{base} further pre-trained on {corpus_name} with {task}."),
         "",
         "## Corpus",
         "",
         f"{train.get('documents', 0):,} documents, {train.get('sentences', 0):,} sentences, "
         f"{train.get('tokens', 0):,} tokens in training; {corpus.get('validation', {}).get('documents', 0):,} "
-        "documents held out for evaluation.",
+        f"documents held out for evaluation (language: {recipe.get('language', 'en')}).",
         "",
         "## Training",
         "",
@@ -188,8 +301,15 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
         f"{recipe.get('mask_replace_prob')}/{recipe.get('random_replace_prob')}/"
         f"{1 - recipe.get('mask_replace_prob', 0.8) - recipe.get('random_replace_prob', 0.1):.2g}, "
         f"whole_word_mask {recipe.get('whole_word_mask')}, mask_count {recipe.get('mask_count')}",
-        f"- epochs {recipe.get('num_train_epochs')}, learning_rate {recipe.get('learning_rate')}, "
-        f"batch {recipe.get('per_device_train_batch_size')} per device, seed {recipe.get('seed')}",
+        f"- {training.get('steps', 0):,} optimizer steps, {training.get('epochs', 0):g} epochs, effective batch "
+        f"{training.get('effective_batch_size')} ({recipe.get('per_device_train_batch_size')} per device x "
+        f"{recipe.get('gradient_accumulation_steps')} accumulation x {training.get('processes', 1)} "
+        f"process{'es' if training.get('processes', 1) > 1 else ''})",
+        f"- learning_rate {recipe.get('learning_rate')} (new heads: head_learning_rate "
+        f"{recipe.get('head_learning_rate') or '30 x learning_rate'}), "
+        f"{str(recipe.get('lr_scheduler_type')).rsplit('.', 1)[-1].lower()} schedule, seed {recipe.get('seed')}",
+        f"- {precision}, on {training.get('hardware', 'unknown hardware')}, "
+        f"{report['timings'].get('train_seconds', 0):.0f} s of training",
         "",
         "## Held-out metrics",
         "",
@@ -202,7 +322,7 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     if report["probes"]:
         lines += ["", "## Probes (top-5 fill-mask predictions)", "", "```", *probe_lines(report["probes"]), "```"]
     lines += ["", "## Use", "", "```python", f"from transformers import {model_class}, AutoTokenizer",
-              f'model = {model_class}.from_pretrained("{output_dir}")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{output_dir}")', "```", ""]
+              f'model = {model_class}.from_pretrained("{location}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{location}")', "```", ""]
     with open(os.path.join(output_dir, "README.md"), "w") as f:
         f.write("\n".join(lines))

@@ -11,14 +11,15 @@ import time
 
 from transformers import set_seed
 
-from pipeline.arguments import HEAD_LEARNING_RATE_FACTOR, parse_args, resolved_recipe
+from pipeline.arguments import HEAD_LEARNING_RATE_FACTOR, describe_precision, parse_args, resolved_recipe
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
 from pipeline.model import (check_model_fits, describe_head_training, head_weights, load_model, load_tokenizer,
                             new_model)
 from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
-from pipeline.report import build_report, evaluations, format_summary, write_model_card, write_report
+from pipeline.report import (build_report, describe_hardware, evaluations, final_evaluation, format_summary,
+                             write_model_card, write_report)
 from pipeline.trainer import PreTrainer, check_output_dir, record_run, resolve_resume, run_settings
 from pipeline.vocab import init_new_embeddings, vocabulary_from_args
 
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain train")
     set_seed(training_args.seed)
     started = time.perf_counter()
+    if training_args.process_index == 0:
+        print(describe_precision(training_args))
     settings = run_settings(resolved_recipe(model_args, data_args, training_args))
     check_output_dir(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir,
                      resuming=training_args.resume_from_checkpoint is not None)
@@ -135,7 +138,10 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
         record_run(training_args.output_dir, settings, overwrite=data_args.overwrite_output_dir)
     result = trainer.train(resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint,
                                                                  training_args.output_dir))
-    after = trainer.evaluate() if eval_dataset is not None else {}
+    # The last step may have evaluated already (eval_steps dividing it): reuse that rather than evaluate twice
+    after = final_evaluation(trainer.state.log_history, trainer.state.global_step)
+    if eval_dataset is not None and not after:
+        after = trainer.evaluate()
     probes_after = probes.run(trainer.model, trainer.state.global_step) if probes.prompts else []
     real_tokens = trainer.total_real_tokens()
 
@@ -151,10 +157,16 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
             timings={"prepare_seconds": prepared - started, "train_seconds": result.metrics["train_runtime"],
                      "total_seconds": time.perf_counter() - started},
             probes=probe_results, probe_history=probes.history,
-            vocabulary=vocabulary.to_dict() if vocabulary else None)
+            vocabulary=vocabulary.to_dict() if vocabulary else None,
+            training={"steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0.0, 2),
+                      "effective_batch_size": training_args.train_batch_size
+                      * training_args.gradient_accumulation_steps * training_args.world_size,
+                      "processes": training_args.world_size, "precision": trainer.accelerator.mixed_precision,
+                      "hardware": describe_hardware(training_args.device, training_args.world_size)})
         write_report(report, training_args.output_dir)
         write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
-                         model_class=model.stock_class)
+                         model_class=model.stock_class,
+                         hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None)
         print(format_summary(before, after, training_args.output_dir, model.stock_class, probe_results,
                              report["vocabulary"]))
     if training_args.push_to_hub:

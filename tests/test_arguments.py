@@ -56,3 +56,78 @@ def test_help_lists_every_field_with_help():
                   "--mlm_probability", "--nsp_probability", "--output_dir", "--per_device_train_batch_size"):
         assert field in result.stdout
     assert "Share of documents (not sentences) held out" in result.stdout
+
+
+def test_help_reads_config_and_own_groups_first_trainer_last():
+    result = subprocess.run([sys.executable, "-m", "pipeline", "vocab", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    head = "\n".join(lines[:20])
+    assert "--config" in head and "--traceback" in head and "--vocab_top_k" in head  # the command's own flags
+    titles = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert titles == ["options", "bert-pretrain vocab", "model", "data", "pairs", "masking", "vocabulary",
+                      "heads and run", "evaluation", "Trainer (transformers.TrainingArguments)"]
+    trainer_at = lines.index("Trainer (transformers.TrainingArguments):")
+    assert lines[trainer_at + 1].lstrip().startswith("--output_dir")
+    assert "--hub_token" not in result.stdout  # refused, so not offered
+    assert "--output-dir" not in result.stdout.split("\n", 1)[1]  # each field once
+
+
+def test_every_tool_field_has_a_help_group():
+    import dataclasses
+
+    from pipeline.arguments import HELP_GROUPS, DataArguments, ModelArguments
+
+    grouped = [name for names in HELP_GROUPS.values() for name in names]
+    fields = [f.name for dtype in (ModelArguments, DataArguments) for f in dataclasses.fields(dtype)]
+    assert sorted(grouped) == sorted(fields)
+
+
+def test_kebab_case_works_for_flags_and_recipe_keys(tmp_path):
+    recipe = write(tmp_path, "output-dir: out\nmax-seq-length: 64\n")
+    _, data_args, training_args = parse_args(["--config", recipe, "--learning-rate", "3.0e-4"])
+    assert training_args.output_dir == "out" and data_args.max_seq_length == 64
+    assert training_args.learning_rate == 3.0e-4
+    _, _, training_args = parse_args(["--output-dir", "elsewhere"])
+    assert training_args.output_dir == "elsewhere"
+
+
+def test_trainers_debug_field_is_not_the_tools_traceback_switch():
+    _, _, training_args = parse_args(["--output_dir", "out", "--debug", "underflow_overflow", "--traceback"])
+    assert [option.value for option in training_args.debug] == ["underflow_overflow"]
+
+
+def test_precision_picks_itself_unless_chosen(monkeypatch):
+    import pipeline.arguments as arguments
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(arguments, "native_bf16", lambda native=native: (native, "the test says so"))
+        _, _, training_args = parse_args(["--output_dir", "out"])
+        assert training_args.mixed_precision == expected and training_args.bf16 == native
+        assert arguments.describe_precision(training_args).endswith(
+            "(automatic: the test says so; set bf16 in the recipe or on the command line to choose)")
+    monkeypatch.setattr(arguments, "native_bf16", lambda: (True, "the test says so"))
+    _, _, training_args = parse_args(["--output_dir", "out", "--bf16", "false"])
+    assert training_args.mixed_precision == "no" and not training_args.bf16
+    assert arguments.describe_precision(training_args) == "precision: fp32 (set by the recipe or command line)"
+
+
+def test_precision_of_an_accelerate_config_is_recorded(monkeypatch):
+    from pipeline.arguments import describe_precision, resolved_recipe
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --config_file` passes on
+    _, _, training_args = parse_args(["--output_dir", "out", "--bf16", "false"])
+    assert training_args.mixed_precision == "bf16" and resolved_recipe(training_args)["bf16"] is True
+    assert describe_precision(training_args) == ("precision: bf16 mixed precision (set by accelerate's config: "
+                                                 "ACCELERATE_MIXED_PRECISION=bf16)")
+
+
+def test_missing_integration_stops_naming_the_install(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else find_spec(name, *a))
+    with pytest.raises(UsageError, match=r"report_to tensorboard needs the tensorboard package, which is not "
+                                         r"installed; run `pip install 'bert-pretrain\[tensorboard\]'`"):
+        parse_args(["--output_dir", "out", "--report_to", "tensorboard"])

@@ -63,15 +63,70 @@ def test_model_card_has_metrics_and_probes(run):
     _, out, _ = run
     report = json.load(open(os.path.join(out, "report.json")))
     card = open(os.path.join(out, "README.md")).read()
-    assert card.startswith("---\nlibrary_name: transformers")
+    assert card.startswith("---\n")
     assert f"{report['after']['eval_heldout_mlm_loss']:.3f}" in card
     assert f"{report['before']['eval_heldout_nsp_accuracy']:.1%}" in card
     assert "A bird sings in the [MASK]." in card and "54 documents" in card
 
 
+def test_model_card_metadata_is_hub_ready(run):
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    trainer, out, _ = run
+    report = json.load(open(os.path.join(out, "report.json")))
+    card = ModelCard.load(os.path.join(out, "README.md"))
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "fill-mask"
+    assert data["language"] == ["en"] and "bert-pretrain" in data["tags"]
+    name, results = model_index_to_eval_results(data["model-index"])
+    assert name == "run"
+    values = {(r.task_type, r.metric_type): r.metric_value for r in results}
+    assert values[("fill-mask", "loss")] == report["after"]["eval_heldout_mlm_loss"]
+    assert values[("text-classification", "accuracy")] == report["after"]["eval_heldout_nsp_accuracy"]
+    assert {r.dataset_split for r in results} == {"validation"}
+    # The training section is the run's: 4 steps of batch 8 on one process, in the precision accelerate used.
+    assert report["training"]["steps"] == 4 and report["training"]["effective_batch_size"] == 8
+    assert report["training"]["precision"] == trainer.accelerator.mixed_precision == trainer.args.mixed_precision
+    assert report["recipe"]["bf16"] == (trainer.accelerator.mixed_precision == "bf16")
+    assert "- 4 optimizer steps" in card.text and "effective batch 8 (8 per device x 1 accumulation" in card.text
+    assert f'from_pretrained("{out}")' in card.text
+
+
+def test_last_step_is_evaluated_once(run):
+    trainer, _, _ = run
+    at_end = [h for h in trainer.state.log_history if h.get("step") == 4 and "eval_heldout_mlm_loss" in h]
+    assert len(at_end) == 1
+
+
+def test_base_model_licence_and_hub_id_from_a_local_card(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from pipeline.report import base_model_card, write_model_card
+
+    model = tmp_path / "local-bert"
+    model.mkdir()
+    (model / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: en\n---\n# A model\n\n```python\n"
+                                     "model = AutoModel.from_pretrained('someone/a-bert')\n```\n")
+    assert base_model_card(str(model)) == ("someone/a-bert", "apache-2.0")
+    out = tmp_path / "out"
+    out.mkdir()
+    report = {"recipe": {"objective": "mlm", "dataset_name": "someone/texts", "language": "de",
+                         "train_file": None}, "corpus": {}, "training": {"steps": 3, "epochs": 0.5,
+                                                                         "precision": "bf16"},
+              "before": {"eval_mlm_loss": 5.0}, "after": {"eval_mlm_loss": 4.0}, "probes": {}, "timings": {}}
+    write_model_card(str(out), base_model=str(model), report=report, model_class="BertForMaskedLM",
+                     hub_model_id="me/my-bert")
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "someone/a-bert" and card.data.license == "apache-2.0"
+    assert card.data.datasets == ["someone/texts"] and card.data.language == ["de"]
+    assert card.data.eval_results[0].metric_value == 4.0 and card.data.model_name == "me/my-bert"
+    assert 'from_pretrained("me/my-bert")' in card.text and "bf16 mixed precision" in card.text
+
+
 def test_tensorboard_events_written(run):
     _, out, _ = run
-    assert glob.glob(os.path.join(out, "runs", "*", "events.out.tfevents.*"))
+    assert len(glob.glob(os.path.join(out, "runs", "*", "events.out.tfevents.*"))) == 1
 
 
 def test_folder_reloads_in_three_classes(run):
