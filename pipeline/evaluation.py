@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain evaluate")
     tokenizer = tokenizer_from_args(model_args)
     model = model_from_args(model_args, data_args)
-    if training_args.process_index == 0 and describe_new_heads(model, model_args.model_name_or_path):
-        print(describe_new_heads(model, model_args.model_name_or_path))
+    new_heads = describe_new_heads(model, model_args.model_name_or_path)
+    if training_args.process_index == 0 and new_heads:
+        print(new_heads)
     check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
     dataset, _ = prepare_from_args(tokenizer, model_args, data_args, training_args)
     collator = collator_from_args(tokenizer, data_args, training_args)

@@ -305,8 +305,9 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
         f"{training.get('effective_batch_size')} ({recipe.get('per_device_train_batch_size')} per device x "
         f"{recipe.get('gradient_accumulation_steps')} accumulation x {training.get('processes', 1)} "
         f"process{'es' if training.get('processes', 1) > 1 else ''})",
-        f"- learning_rate {recipe.get('learning_rate')} (new heads: head_learning_rate "
-        f"{recipe.get('head_learning_rate') or '30 x learning_rate'}), "
+        f"- learning_rate {recipe.get('learning_rate')}"
+        + (f" (new heads: head_learning_rate {training['head_learning_rate']:g})"
+           if training.get("head_learning_rate") else "") + ", "
         f"{str(recipe.get('lr_scheduler_type')).rsplit('.', 1)[-1].lower()} schedule, seed {recipe.get('seed')}",
         f"- {precision}, on {training.get('hardware', 'unknown hardware')}, "
         f"{report['timings'].get('train_seconds', 0):.0f} s of training",

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
                       "effective_batch_size": training_args.train_batch_size
                       * training_args.gradient_accumulation_steps * training_args.world_size,
                       "processes": training_args.world_size, "precision": trainer.accelerator.mixed_precision,
+                      "head_learning_rate": head_learning_rate if head_weights(model) else None,
                       "hardware": describe_hardware(training_args.device, training_args.world_size)})
         write_report(report, training_args.output_dir)
         write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
