@@ -11,28 +11,22 @@ negatives equals `nsp_probability` instead of drifting above it.
 import random
 
 
-def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random, *,
-                      keep_seam: bool = False) -> bool:
-    """Trims the longer side, one token at a time, until both fit; True if anything was cut.
+def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int) -> bool:
+    """Trims the longer side, one token at a time, until both fit: A from its start, B from its end.
 
-    With `keep_seam`, A loses tokens from its start and B from its end, so the tokens either side of
-    the A|B boundary stay and B still begins where A ends: for a true continuation (IsNext, and SOP,
-    whose signal is the order at that seam) the pair stays one. Otherwise each cut falls at the front
-    or the back at random, as the reference does, which avoids a bias towards sentence starts; there it
-    often cuts the tokens at the seam, so a "continuation" no longer continues (google-research/bert#627).
-    The lists are trimmed in place.
+    Cutting only at the outer ends keeps the tokens either side of the A|B boundary, so a true
+    continuation (IsNext, an SOP positive) still continues across it. The reference cuts either end
+    at random, which often cuts that seam (google-research/bert#627); and cutting only the negatives
+    at random would let a model read the label off a pair that stops mid-sentence at the join, so
+    every pair is cut the same way. The lists are trimmed in place; True if anything was cut.
     """
-    sides = [tokens_a, tokens_b]
     lengths = [len(tokens_a), len(tokens_b)]
-    cuts = [[0, 0], [0, 0]]  # per side, tokens cut from its front and from its back
     while sum(lengths) > max_num_tokens:
-        side = 0 if lengths[0] > lengths[1] else 1
-        back = side == 1 if keep_seam else rng.random() >= 0.5
-        cuts[side][back] += 1
-        lengths[side] -= 1
-    for tokens, (front, back) in zip(sides, cuts):
-        tokens[:] = tokens[front:len(tokens) - back]
-    return cuts != [[0, 0], [0, 0]]
+        lengths[0 if lengths[0] > lengths[1] else 1] -= 1
+    cut = lengths != [len(tokens_a), len(tokens_b)]
+    del tokens_a[:len(tokens_a) - lengths[0]]
+    del tokens_b[lengths[1]:]
+    return cut
 
 
 def _flatten(sentences: list[list[int]]) -> list[int]:
@@ -71,12 +65,11 @@ def make_segment_pairs(documents, doc_index, *, max_num_tokens, short_seq_prob, 
                 if negative and objective == "nsp":
                     tokens_b = _random_segment(documents, doc_index, target_length - len(tokens_a), rng)
                     i -= len(chunk) - a_end  # put back the segments B did not use
-                    truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 else:
                     tokens_b = _flatten(chunk[a_end:])
-                    truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng, keep_seam=True)
-                    if negative:  # SOP: the negative is the same (seam-true) pair in swapped order
+                    if negative:  # SOP: the negative is the same pair in swapped order
                         tokens_a, tokens_b = tokens_b, tokens_a
+                truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens)
                 pairs.append((tokens_a, tokens_b, int(negative), truncated))
             chunk, chunk_length = [], 0
         i += 1
@@ -94,14 +87,13 @@ def make_sentence_pairs(documents, doc_index, *, max_num_tokens, nsp_probability
             other = rng.randrange(len(documents) - 1)
             other += other >= doc_index
             tokens_b = list(rng.choice(documents[other]))
-            truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
             i += 1
         else:
             tokens_b = list(document[i + 1])
-            truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng, keep_seam=True)
             if negative:
                 tokens_a, tokens_b = tokens_b, tokens_a
             i += 2
+        truncated = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens)
         pairs.append((tokens_a, tokens_b, int(negative), truncated))
     return pairs
 

@@ -18,18 +18,27 @@ def docs_of(*lengths_per_doc, start=0):
     return documents
 
 
-def test_truncate_seq_pair_trims_longer_side_until_fit():
-    a, b = list(range(10)), list(range(100, 104))
-    assert truncate_seq_pair(a, b, 8, random.Random(0))
-    assert len(a) + len(b) == 8 and len(b) == 4
-    assert a == sorted(a) and set(a) <= set(range(10))
-    assert not truncate_seq_pair([1], [2], 8, random.Random(0))
-
-
-def test_truncation_keeping_the_seam_cuts_a_front_and_b_back():
+def test_truncation_cuts_a_front_and_b_back():
     a, b = list(range(10)), list(range(10, 16))
-    assert truncate_seq_pair(a, b, 8, random.Random(0), keep_seam=True)
+    assert truncate_seq_pair(a, b, 8)
     assert (a, b) == ([6, 7, 8, 9], [10, 11, 12, 13])  # B still begins where A ends
+    a, b = list(range(3)), list(range(3, 13))
+    assert truncate_seq_pair(a, b, 7) and (a, b) == ([0, 1, 2], [3, 4, 5, 6])
+    assert not truncate_seq_pair(a, b, 8)
+
+
+@pytest.mark.parametrize("objective", ["nsp", "sop"])
+@pytest.mark.parametrize("pairing", ["segments", "sentences"])
+def test_where_cuts_fall_says_nothing_of_the_label(objective, pairing):
+    """Every pair, positive or negative, has A ending and B starting on a sentence boundary; a cut at the
+    join in negatives only would give the label away."""
+    rng = random.Random(4)
+    documents = docs_of(*[[rng.randint(3, 30) for _ in range(rng.randint(2, 9))] for _ in range(300)])
+    ends = {s[-1] for d in documents for s in d}
+    starts = {s[0] for d in documents for s in d}
+    pairs = make_pairs(documents, max_num_tokens=40, pairing=pairing, objective=objective, rng=random.Random(0))
+    assert sum(t for *_, t in pairs) > 100 and {label for _, _, label, _ in pairs} == {0, 1}
+    assert all(a[-1] in ends and b[0] in starts for a, b, _, _ in pairs)
 
 
 def _find(tokens: list[int], span: list[int]) -> bool:
@@ -47,8 +56,8 @@ def licence_paragraphs() -> list[str]:
 @pytest.mark.parametrize("pairing", ["segments", "sentences"])
 def test_true_continuations_keep_their_seam_on_long_legal_sentences(licence_paragraphs, max_num_tokens, objective,
                                                                      pairing):
-    """Licence texts (long sentences, so most pairs are truncated): every IsNext pair, and every SOP pair
-    read in source order, is one contiguous span of its document, so B's first tokens follow A's last."""
+    """Licence texts (long sentences, so many pairs are truncated): every IsNext pair and SOP positive is one
+    contiguous span of its document, so B's first tokens follow A's last."""
     from pipeline.model import load_tokenizer
     from pipeline.sentences import SentenceEncoder, encode_documents
 
@@ -58,8 +67,7 @@ def test_true_continuations_keep_their_seam_on_long_legal_sentences(licence_para
     flat = [[t for sentence in document for t in sentence] for document in documents]
     pairs = make_pairs(documents, max_num_tokens=max_num_tokens, pairing=pairing, objective=objective,
                        rng=random.Random(0))
-    continuations = [(a, b, truncated) if label == 0 else (b, a, truncated)
-                     for a, b, label, truncated in pairs if label == 0 or objective == "sop"]
+    continuations = [(a, b, truncated) for a, b, label, truncated in pairs if label == 0]
     assert len(continuations) > 200 and sum(truncated for *_, truncated in continuations) >= 10
     assert all(any(_find(tokens, a + b) for tokens in flat) for a, b, _ in continuations)
 
