@@ -66,8 +66,8 @@ class ModelArguments:
         default=None,
         metadata={"help": "Learning rate of the weights the checkpoint lacks: pre-training heads that start untrained "
                           "(the MLM transform and NSP head of a BERT saved without them), with the pooler when the NSP "
-                          "head is new. Default: 30 x learning_rate. A random head needs larger steps than a "
-                          "pretrained encoder can take."},
+                          f"head is new. Default: {HEAD_LEARNING_RATE_FACTOR} x learning_rate. A random head needs "
+                          "larger steps than a pretrained encoder can take."},
     )
     sentence_gradient_share: float = field(
         default=0.3,
@@ -80,7 +80,7 @@ class ModelArguments:
     def __post_init__(self):
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             raise UsageError(f"head_learning_rate is {self.head_learning_rate}; give a positive value, or leave it "
-                             "out for 30 x learning_rate.")
+                             f"out for {HEAD_LEARNING_RATE_FACTOR} x learning_rate.")
         if self.sentence_gradient_share < 0:
             raise UsageError(f"sentence_gradient_share is {self.sentence_gradient_share}; give 0 (off) or more.")
         if self.add_domain_tokens < 0:
@@ -204,7 +204,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class RecipeParser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line and exit code 2."""
+    """HfArgumentParser whose errors are one line and exit code 2, and no abbreviated flags (`--output_d` would
+    set output_dir behind the back of the checks that read which fields were given)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
@@ -346,9 +350,11 @@ def choose_precision(given: set[str], environ: dict) -> tuple[list[str], str | N
     """Flags that set bf16 from the hardware when nothing else chose a precision, and the reason.
 
     The recipe or command line choose with bf16/fp16, accelerate's config with mixed_precision
-    (`accelerate launch` passes it on as ACCELERATE_MIXED_PRECISION); else the hardware decides.
+    (`accelerate launch` passes it on as ACCELERATE_MIXED_PRECISION), a DeepSpeed config with its own
+    bf16/fp16 sections (which must match TrainingArguments'); else the hardware decides.
     """
-    if given & {"bf16", "fp16"} or environ.get("ACCELERATE_MIXED_PRECISION", "no") != "no":
+    deepspeed = "deepspeed" in given or environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if given & {"bf16", "fp16"} or deepspeed or environ.get("ACCELERATE_MIXED_PRECISION", "no") != "no":
         return [], None
     bf16, reason = native_bf16()
     return (["--bf16", "true"] if bf16 else []), f"automatic: {reason}; set bf16 in the recipe or on the command line to choose"

@@ -73,7 +73,7 @@ def raise_sentence_gradient(grad: torch.Tensor, share: float) -> torch.Tensor:
     cls, rest = grad[:, 0].float().norm(), grad[:, 1:].float().norm()
     scale = (share * rest / cls.clamp(min=1e-12)).clamp(min=1.0)
     grad = grad.clone()
-    grad[:, 0] *= scale.to(grad.dtype)
+    grad[:, 0] = (grad[:, 0].float() * scale).to(grad.dtype)
     return grad
 
 

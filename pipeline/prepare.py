@@ -103,7 +103,7 @@ def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_
     of a group are made in one pass; the `epoch` column tells them apart.
     """
     groups = max(1, math.ceil(len(documents) / GROUP_SIZE))
-    group_size = math.ceil(len(documents) / groups)
+    group_size = max(1, math.ceil(len(documents) / groups))  # an empty split: no starts, no pairs
     starts = Dataset.from_dict({"start": list(range(0, len(documents), group_size))})
     return starts.map(
         _pair_groups, batched=True, batch_size=1, remove_columns=["start"],

@@ -219,6 +219,7 @@ def base_model_card(model_name_or_path: str) -> tuple[str | None, str | None]:
     hub_id = None if local else model_name_or_path
     if local and card is not None:
         loaded = re.findall(rf"""(?:from_pretrained|SentenceTransformer|pipeline)\([^)]*?['"]({HUB_ID})['"]""", card.text)
+        loaded = [name for name in loaded if not os.path.exists(name)]  # `outputs/run` of an earlier run is a folder
         hub_id = collections.Counter(loaded).most_common(1)[0][0] if loaded else None
     if local and hub_id is None:
         try:
@@ -272,7 +273,7 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     scratch = bool(vocabulary and vocabulary["from_scratch"])
     hub_id, licence = base_model_card(base_model) if not scratch else (None, None)
     name = hub_model_id or os.path.basename(os.path.abspath(output_dir))
-    corpus_name = recipe.get("dataset_name") or ", ".join(recipe.get("train_file") or [])
+    corpus_name = recipe.get("dataset_name") or ", ".join(os.path.basename(f) for f in recipe.get("train_file") or [])
     metadata = card_metadata(base_model=hub_id, licence=licence, recipe=recipe, after=report["after"],
                              model_name=name, scratch=scratch)
     base = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{base_model}`"

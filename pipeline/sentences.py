@@ -35,9 +35,12 @@ _QUOTE = re.compile(r"""["'*`“”‘’«»„‚‹›()\[\]{}「」『』]""
 def _spans(text: str, language: str) -> list[list[int]]:
     spans, start = [], 0
     for piece in sentencex.segment(language, text):
-        start = text.find(piece, start)  # past 10 KB, sentencex drops the blank lines between paragraphs
-        spans.append([start, start + len(piece)])
-        start += len(piece)
+        found = text.find(piece, start)  # past 10 KB, sentencex drops the blank lines between paragraphs
+        if found < 0:  # a piece that is not the text's own (never seen): keep the rest whole rather than guess
+            spans.append([start, len(text)])
+            break
+        spans.append([found, found + len(piece)])
+        start = found + len(piece)
     return spans
 
 

@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     result = trainer.train(resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint,
                                                                  training_args.output_dir))
     # The last step may have evaluated already (eval_steps dividing it): reuse that rather than evaluate twice
-    after = final_evaluation(trainer.state.log_history, trainer.state.global_step)
+    after = {} if training_args.load_best_model_at_end else final_evaluation(trainer.state.log_history,
+                                                                              trainer.state.global_step)
     if eval_dataset is not None and not after:
         after = trainer.evaluate()
     probes_after = probes.run(trainer.model, trainer.state.global_step) if probes.prompts else []

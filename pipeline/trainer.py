@@ -236,9 +236,13 @@ class PreTrainer(Trainer):
         """Trainer's optimizer, with `head_weights` (untrained heads) in groups of their own at head_learning_rate:
         a random head needs larger steps than the pretrained encoder can take."""
         optimizer = super().create_optimizer(model)
-        if self.head_learning_rate is None or not self.head_weights:
+        if self.head_learning_rate in (None, self.args.learning_rate) or not self.head_weights:
             return optimizer
-        new_ids = {id(p) for name, p in self.model.named_parameters() if name in self.head_weights}
+        new_ids = {id(p) for name, p in (model or self.model).named_parameters() if name in self.head_weights}
+        if not new_ids:  # wrapped into flat parameters (FSDP1 without use_orig_params): no group can be made
+            raise UsageError("head_learning_rate needs the model's own parameters in the optimizer, which this "
+                             "wrapping hides; use FSDP2 (recipes/accelerate/fsdp.yaml) or set head_learning_rate "
+                             "equal to learning_rate.")
         for group in list(optimizer.param_groups):
             head = [p for p in group["params"] if id(p) in new_ids]
             if head:

@@ -37,6 +37,8 @@ def test_wrong_type_is_named(tmp_path):
         parse_args(["--config", recipe])
     with pytest.raises(UsageError, match="unrecognized arguments: --no_such_flag"):
         parse_args(["--output_dir", "out", "--no_such_flag", "1"])
+    with pytest.raises(UsageError, match="unrecognized arguments: --output_d"):  # no abbreviations
+        parse_args(["--output_d", "out"])
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path):

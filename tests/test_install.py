@@ -23,7 +23,8 @@ def test_plain_install_trains_to_the_end(tiny_model_dir, tmp_path):
         return subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", *args], capture_output=True,
                               text=True, env=env, timeout=900)
 
-    # The CPU wheel first (an unpinned torch would pull a CUDA build); without a registry there is nothing to test.
+    # The pinned torch first: the CPU wheel where pip finds one (this project's machines have it on disk; an unpinned
+    # torch would pull a multi-GB CUDA build). Without a registry there is nothing to test.
     if pip("torch==2.13.0").returncode:
         pytest.skip("no package registry or wheel of torch==2.13.0 reachable")
     installed = pip(ROOT)  # no extras: every import at run time must come from install_requires

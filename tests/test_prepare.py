@@ -258,3 +258,14 @@ def test_pairs_are_the_sentences_of_the_text_in_its_language(language, paragraph
             assert (a, b) in consecutive, tokenizer.decode(input_ids)
             positives += 1
     assert positives >= 5
+
+
+def test_an_empty_split_pairs_to_nothing(tokenizer):
+    from datasets import Dataset
+
+    from pipeline.prepare import DOCUMENT_FEATURES, pair_documents
+
+    empty = Dataset.from_dict({"sentences": [], "num_sentences": [], "num_tokens": [], "overlong_tokens": []},
+                              features=DOCUMENT_FEATURES)
+    assert len(pair_documents(empty, split="validation", seed=0, tokenizer=tokenizer, num_proc=2, max_num_tokens=20,
+                              objective="mlm")) == 0
