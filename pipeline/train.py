@@ -105,10 +105,11 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     model = model_from_args(model_args, data_args, vocabulary)
     # New heads train faster than the pretrained encoder, and the sentence head's gradient is not drowned by MLM's
     head_learning_rate = model_args.head_learning_rate or HEAD_LEARNING_RATE_FACTOR * training_args.learning_rate
+    new_heads = head_weights(model)
     if data_args.objective != "mlm":
         model.sentence_gradient_share = model_args.sentence_gradient_share
     if training_args.process_index == 0:
-        print(describe_head_training(head_weights(model), objective=data_args.objective,
+        print(describe_head_training(new_heads, objective=data_args.objective,
                                      learning_rate=training_args.learning_rate, head_learning_rate=head_learning_rate,
                                      sentence_gradient_share=model_args.sentence_gradient_share))
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
     trainer = PreTrainer(
         model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, head=data_args.objective,
-        head_learning_rate=head_learning_rate, head_weights=head_weights(model), callbacks=[probes, *(callbacks or [])],
+        head_learning_rate=head_learning_rate, head_weights=new_heads, callbacks=[probes, *(callbacks or [])],
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
     probes_before = probes.run(model, 0) if probes.prompts else []
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
                       "effective_batch_size": training_args.train_batch_size
                       * training_args.gradient_accumulation_steps * training_args.world_size,
                       "processes": training_args.world_size, "precision": trainer.accelerator.mixed_precision,
-                      "head_learning_rate": head_learning_rate if head_weights(model) else None,
+                      "head_learning_rate": head_learning_rate if new_heads else None,
                       "hardware": describe_hardware(training_args.device, training_args.world_size)})
         write_report(report, training_args.output_dir)
         write_model_card(training_args.output_dir, base_model=model_args.model_name_or_path, report=report,
