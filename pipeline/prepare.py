@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 
-from pipeline.corpus import check_text_files, load_documents, resolve_train_files
+from pipeline.corpus import check_text_files, file_format, load_documents, resolve_train_files
 from pipeline.errors import UsageError
 from pipeline.features import build_features
 from pipeline.pairs import make_pairs
@@ -199,7 +199,8 @@ def prepare_dataset(
         files = None
     config = {
         "files": None if files is None else [
-            [os.path.abspath(f), os.path.getsize(f), os.path.getmtime(f)] if os.path.isfile(f) else [f] for f in files],
+            [os.path.abspath(f), os.path.getsize(f), os.path.getmtime(f), file_format(f)] if os.path.isfile(f) else [f]
+            for f in files],  # and the format read: a cache of a .jsonl.gz once read as text is rebuilt
         "dataset_name": dataset_name, "dataset_config_name": dataset_config_name, "text_column": text_column,
         "document_format": document_format, "language": language, "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob, "nsp_probability": nsp_probability,

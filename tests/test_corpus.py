@@ -190,6 +190,13 @@ def test_the_prepared_dataset_follows_a_compressed_corpus(tokenizer, tmp_path):
     write_corpus(corpus, make_documents(40, seed=1))
     _, other = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=dataset_dir, max_seq_length=32)
     assert other != stats
+    # A cache from before compressed tables were read as tables (their JSON as text) is not reused.
+    saved = Path(dataset_dir) / "prepare.json"
+    old = json.loads(saved.read_text())
+    old["config"]["files"] = [entry[:3] for entry in old["config"]["files"]]
+    old["stats"]["train"]["documents"] = -1
+    saved.write_text(json.dumps(old))
+    assert prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=dataset_dir, max_seq_length=32)[1] == other
 
 
 @pytest.mark.parametrize("name, rows, code, line", [
