@@ -64,10 +64,10 @@ class ModelArguments:
 
     head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the weights the checkpoint lacks: pre-training heads that start untrained "
-                          "(the MLM transform and NSP head of a BERT saved without them), with the pooler when the NSP "
-                          f"head is new. Default: {HEAD_LEARNING_RATE_FACTOR} x learning_rate. A random head needs "
-                          "larger steps than a pretrained encoder can take."},
+        metadata={"help": "Learning rate of the MLM head weights the checkpoint lacks (the MLM transform of a BERT "
+                          f"saved without it). Default: {HEAD_LEARNING_RATE_FACTOR} x learning_rate: a random 30k-way "
+                          "head needs larger steps than a pretrained encoder can take. A new NSP/SOP classifier, a "
+                          "linear probe on the pooled [CLS], trains at learning_rate."},
     )
     sentence_gradient_share: float = field(
         default=0.3,

@@ -196,6 +196,10 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     return model
 
 
+# The sentence head: the pooler and the NSP/SOP classifier it feeds.
+SENTENCE_HEAD = ("cls.seq_relationship.", "bert.pooler.")
+
+
 def describe_new_heads(model, model_name_or_path: str) -> str | None:
     """One line naming the pre-training head parts the checkpoint lacked, or None."""
     new = sorted({k.split(".")[1] for k in getattr(model, "newly_initialised", []) if k.startswith("cls.")})
@@ -203,23 +207,25 @@ def describe_new_heads(model, model_name_or_path: str) -> str | None:
 
 
 def head_weights(model) -> list[str]:
-    """The weights that train at head_learning_rate: those the checkpoint lacked, and the pooler if the sentence
-    classifier is among them. The pooler feeds only that classifier; next to a new one, its weights were trained
-    for nothing the run asks of it (a sentence-embedding checkpoint, a `BertModel`), and at the encoder's rate the
-    new head learns too little of NSP in a short run to carry it."""
-    new = list(getattr(model, "newly_initialised", []))
-    if any(name.startswith("cls.seq_relationship.") for name in new):
-        new += [name for name, _ in model.named_parameters() if name.startswith("bert.pooler.") and name not in new]
-    return new
+    """The weights that train at head_learning_rate: the MLM head's weights the checkpoint lacked.
+
+    A new MLM transform must learn a 30k-way prediction from the encoder's states and needs larger steps
+    than the pretrained encoder can take. The sentence classifier is a two-way linear probe on the pooled
+    [CLS]: at the head rate it chases each batch's noise, and it (and the pooler) train at the encoder's
+    rate. Measured on the quickstart, same data and seeds 42 / 7: held-out NSP 64.6% / 59.2% with the
+    sentence head at the encoder's rate, 61.2% / 55.2% with it (and the pooler) at the head rate; NSP
+    alone 68.9% / 61.6%.
+    """
+    return [name for name in getattr(model, "newly_initialised", []) if not name.startswith(SENTENCE_HEAD)]
 
 
 def describe_head_training(head_weight_names: list[str], *, objective: str, learning_rate: float,
                            head_learning_rate: float, sentence_gradient_share: float | None) -> str:
-    """One line: which weights start untrained (or serve only an untrained head) and what the run does about them."""
+    """One line: which head weights start untrained and what the run does about them."""
     modules = sorted({name.rsplit(".", 1)[0] for name in head_weight_names})
-    parts = [f"newly initialised head weights (with the pooler that feeds a new sentence head): {', '.join(modules)}; "
-             f"they train at head_learning_rate {head_learning_rate:g}, the rest at learning_rate {learning_rate:g}"
-             if modules else "no newly initialised head weights"]
+    parts = [f"newly initialised MLM head weights: {', '.join(modules)}; they train at head_learning_rate "
+             f"{head_learning_rate:g}, the rest (a new sentence classifier too) at learning_rate {learning_rate:g}"
+             if modules else f"no newly initialised MLM head weights; all train at learning_rate {learning_rate:g}"]
     if objective != "mlm":
         parts.append(f"the {objective.upper()} head's gradient into the encoder is raised to at least "
                      f"{sentence_gradient_share:g} of the MLM gradient's norm (sentence_gradient_share)"

@@ -93,8 +93,9 @@ def test_new_heads_train_at_the_head_learning_rate(tmp_path):
     model = make_model(len(make_tokenizer()))
     model.newly_initialised = ["cls.seq_relationship.weight", "cls.seq_relationship.bias",
                                "cls.predictions.transform.dense.weight"]
-    head = head_weights(model)  # a new sentence classifier brings the pooler that feeds it
-    assert sorted(head) == sorted(model.newly_initialised + ["bert.pooler.dense.weight", "bert.pooler.dense.bias"])
+    model.newly_initialised.append("cls.predictions.transform.dense.bias")
+    head = head_weights(model)  # a new sentence classifier, a linear probe, keeps the encoder's rate
+    assert sorted(head) == ["cls.predictions.transform.dense.bias", "cls.predictions.transform.dense.weight"]
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none",
                              use_cpu=True)
     optimizer = PreTrainer(model=model, args=args, head_learning_rate=1e-3, head_weights=head).create_optimizer()
@@ -106,4 +107,4 @@ def test_new_heads_train_at_the_head_learning_rate(tmp_path):
     assert sorted(by_lr[1e-3] + by_lr[1e-4]) == sorted(names.values())  # every weight once
     # Weight decay still spares biases and LayerNorms among the head's weights.
     assert {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.0 and g["lr"] == 1e-3
-            for p in g["params"]} == {"cls.seq_relationship.bias", "bert.pooler.dense.bias"}
+            for p in g["params"]} == {"cls.predictions.transform.dense.bias"}
