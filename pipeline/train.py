@@ -20,7 +20,8 @@ from pipeline.prepare import format_stats, prepare_dataset
 from pipeline.probes import ProbeCallback
 from pipeline.report import (build_report, describe_hardware, evaluations, final_evaluation, format_summary,
                              write_model_card, write_report)
-from pipeline.trainer import PreTrainer, check_output_dir, record_run, resolve_resume, run_settings
+from pipeline.checkpoints import check_output_dir, record_run, resolve_resume, run_settings
+from pipeline.trainer import PreTrainer
 from pipeline.vocab import init_new_embeddings, vocabulary_from_args
 
 
