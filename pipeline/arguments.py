@@ -123,7 +123,10 @@ class DataArguments:
                           "related language (its fallback list) or else English's."},
     )
     dataset_dir: str | None = field(
-        default=None, metadata={"help": "Where the prepared dataset is saved and reused (default <output_dir>/dataset)."})
+        default=None,
+        metadata={"help": "A folder to pin the prepared dataset in, to copy to another machine (which then needs no "
+                          "corpus). Default: the cache, HF_DATASETS_CACHE/bert-pretrain/dataset-<hash of its inputs>, "
+                          "shared by every run with the same inputs."})
     objective: Literal["nsp", "sop", "mlm"] = field(
         default="nsp",
         metadata={"help": "nsp: next-sentence prediction (B follows A or is from another document); sop: ALBERT's "
@@ -167,7 +170,7 @@ class DataArguments:
                                         "before, during and after training."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out examples evaluated."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for dataset .map()."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it exists."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it is cached."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace a run with other settings in output_dir (its checkpoints are "
                                          "deleted); without it such a run is left alone and train stops."})

@@ -1,38 +1,13 @@
 """Batches -> a trained model: `Trainer` with one pair draw per epoch, exact loss means and per-head training logs."""
 
-import contextlib
-import functools
 import os
 
-import huggingface_hub
 import torch
 from transformers import Trainer, TrainerCallback
 
 from pipeline.errors import UsageError
 from pipeline.heads import HeadSums
 from pipeline.sampler import EpochDrawSampler
-
-
-# Trainer uploads output_dir minus "_*" and "checkpoint-*"; the prepared dataset, TensorBoard runs, the
-# from-scratch tokenizer's working copy and temporary files live there too and must not go to the Hub.
-PUSH_IGNORE_PATTERNS = ["dataset/*", "dataset-general/*", ".dataset*", "runs/*", "*.tmp*", "scratch-tokenizer/*"]
-
-
-@contextlib.contextmanager
-def hub_ignore_patterns(patterns: list[str]):
-    """Adds ignore patterns to every `HfApi.upload_folder` call made inside the block."""
-    original = huggingface_hub.HfApi.upload_folder
-
-    @functools.wraps(original)
-    def upload_folder(self, *args, **kwargs):
-        kwargs["ignore_patterns"] = [*(kwargs.get("ignore_patterns") or []), *patterns]
-        return original(self, *args, **kwargs)
-
-    huggingface_hub.HfApi.upload_folder = upload_folder
-    try:
-        yield
-    finally:
-        huggingface_hub.HfApi.upload_folder = original
 
 
 class CollatorEpoch(TrainerCallback):
@@ -114,14 +89,6 @@ class PreTrainer(Trainer):
                 optimizer.add_param_group({**group, "params": head, "lr": self.head_learning_rate})
         optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
         return optimizer
-
-    def _push_from_checkpoint(self, checkpoint_folder):
-        with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):
-            super()._push_from_checkpoint(checkpoint_folder)
-
-    def push_to_hub(self, *args, **kwargs):
-        with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):
-            return super().push_to_hub(*args, **kwargs)
 
     def create_model_card(self, *args, **kwargs):
         """Keeps the model card `train` wrote (corpus, metrics, probes) over Trainer's generic one."""

@@ -8,14 +8,13 @@ def test_logged_loss_is_the_same_with_gradient_accumulation(tmp_path):
 
     from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
     from pipeline.trainer import PreTrainer
-    from tests.conftest import make_model, make_tokenizer
-    from tests.test_collator import examples
+    from tests.conftest import make_examples, make_model, make_tokenizer
 
     tokenizer = make_tokenizer()  # its own: the data must not depend on what other tests did to a shared one
 
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
     # Fixed masks (as for evaluation) so both runs see identical inputs and labels.
-    data = fix_eval_masks(Dataset.from_list(examples(tokenizer, 16, seed=3)), collator, seed=0)
+    data = fix_eval_masks(Dataset.from_list(make_examples(tokenizer, 16, seed=3)), collator, seed=0)
     # Half the rows keep a single masked token, so micro-batches hold very different numbers of
     # masked tokens and a mean of micro-batch means is far from the mean over all masked tokens.
     def thin(row, index):
