@@ -38,7 +38,10 @@ class ModelArguments:
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer to use if not the one saved with the model."})
     cache_dir: str | None = field(
-        default=None, metadata={"help": "Where downloaded models, datasets and written corpora are cached."})
+        default=None,
+        metadata={"help": "Where downloaded models and datasets, written corpora and this tool's cache (prepared datasets, "
+                          "tokenizers trained from scratch, in bert-pretrain/) go. Default: the Hugging Face caches, "
+                          "HF_DATASETS_CACHE/bert-pretrain for the tool's."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code from the model's repository to run. Off unless you trust it."})

@@ -128,6 +128,7 @@ def test_bad_input_is_one_clear_line_exit_2_and_nothing_written(name, command, e
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.train
 def test_an_output_dir_of_another_run_is_never_overwritten(tiny_model_dir, corpus_file, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["train", "--model_name_or_path", tiny_model_dir, "--train_file", str(corpus_file), "--output_dir",

@@ -31,6 +31,21 @@ def test_prepare_builds_splits_and_reuses_cache(tokenizer, corpus_file, tmp_path
     assert other != stats and sorted(os.listdir(tmp_path)) == ["corpus.txt", "dataset"]
 
 
+def test_the_cache_is_keyed_by_the_inputs_and_keeps_every_variant(tokenizer, corpus_file, datasets_cache):
+    """Without dataset_dir the dataset lives in HF_DATASETS_CACHE, named by its inputs: 128 -> 64 -> 128 prepares
+    twice, and whoever asks again (another run, another output_dir) gets the same folder back."""
+    built = [prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=n, seed=1) for n in (128, 64, 128)]
+    assert [p.reused for p in built] == [False, False, True]
+    assert built[0].path == built[2].path != built[1].path and built[0].stats == built[2].stats
+    assert sorted(os.listdir(datasets_cache / "bert-pretrain")) == sorted(os.path.basename(p.path) for p in built[:2])
+    assert "(reused)" in built[2].describe() and "(built in 1.5 s)" in built[0].describe(1.5)
+    # An edited corpus is another input (its size and time are part of the key).
+    with open(corpus_file, "a") as f:
+        f.write("A new river runs. It runs to the sea.\n")
+    again = prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=128, seed=1)
+    assert not again.reused and again.path != built[0].path
+
+
 def test_validation_documents_never_reach_training(tokenizer, corpus_file, tmp_path):
     dataset, _, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "d"),
                                  max_seq_length=64, validation_split_percentage=20, seed=3, nsp_probability=0.0)
@@ -174,6 +189,7 @@ def test_a_cache_left_only_as_old_by_a_kill_is_put_back(tokenizer, corpus_file, 
     assert os.path.getmtime(dataset_dir / "prepare.json") == stamp  # reused, not rebuilt
 
 
+@pytest.mark.slow
 def test_pairs_do_not_depend_on_the_number_of_workers(tokenizer, tmp_path):
     """Several groups of documents: a 2-core laptop and a many-core node must train on the same pairs."""
     from tests.conftest import make_documents

@@ -13,6 +13,8 @@ from pipeline.cache import cache_root
 from pipeline.train import main
 from tests.conftest import FAST_TRAIN as FAST
 
+pytestmark = pytest.mark.train  # every test here runs a command end to end
+
 
 def test_train_runs_and_output_reloads(tiny_model_dir, corpus_file, tmp_path, capsys):
     out = str(tmp_path / "run")

@@ -1,5 +1,9 @@
 """The Trainer subclass: exact loss means under gradient accumulation, head learning rates."""
 
+import pytest
+
+
+@pytest.mark.train
 def test_logged_loss_is_the_same_with_gradient_accumulation(tmp_path):
     """Four micro-batches of 4 must log the loss of one batch of 16: true token and example means."""
     import torch

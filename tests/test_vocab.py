@@ -97,6 +97,7 @@ def test_domain_tokens_file_is_normalized_and_checked(tokenizer, tmp_path):
         read_domain_words(str(path), tokenizer)
 
 
+@pytest.mark.train
 def test_train_with_domain_tokens_stays_tied_and_reloads(tiny_model_dir, domain_corpus, tmp_path, capsys):
     out = str(tmp_path / "run")
     trainer = main(["--model_name_or_path", tiny_model_dir, "--train_file", domain_corpus, "--output_dir", out,
@@ -135,6 +136,7 @@ def test_train_wordpiece_is_a_bert_tokenizer(tmp_path):
     assert ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 2
 
 
+@pytest.mark.train
 def test_from_scratch_tokenizer_and_model_train_and_reload(tiny_model_dir, domain_corpus, config_dir, tmp_path,
                                                            capsys):
     out = str(tmp_path / "run")
