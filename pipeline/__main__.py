@@ -1,7 +1,6 @@
 """Command line: `bert-pretrain {prepare,inspect,vocab,train,evaluate} --config recipes/NAME.yaml [--field value ...]`."""
 
 import sys
-import time
 
 from pipeline.errors import UsageError, is_disk_full
 
@@ -23,9 +22,8 @@ def prepare_main(argv: list[str]) -> None:
     from pipeline.stats import format_stats
 
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain prepare")
-    started = time.perf_counter()
     _, prepared = build_prepared(model_args, data_args, training_args)
-    print(format_stats(prepared.stats), prepared.describe(time.perf_counter() - started), sep="\n")
+    print(format_stats(prepared.stats), prepared.describe(), sep="\n")
 
 
 def inspect_main(argv: list[str]) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import math
 import random
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -134,16 +135,17 @@ def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_
 
 
 class Prepared(NamedTuple):
-    """A prepared dataset, its statistics, the folder it is saved in, and whether it was there already."""
+    """A prepared dataset, its statistics, the folder it is saved in, whether it was there already, and the seconds
+    `prepare_dataset` took (to build it, or to find and load it)."""
 
     dataset: DatasetDict
     stats: dict
     path: str
     reused: bool
+    seconds: float
 
-    def describe(self, seconds: float | None = None) -> str:
-        took = f" in {seconds:.1f} s" if seconds is not None else ""
-        return f"prepared dataset: {self.path} ({'reused' if self.reused else 'built' + took})"
+    def describe(self) -> str:
+        return f"prepared dataset: {self.path} ({'reused' if self.reused else f'built in {self.seconds:.1f} s'})"
 
 
 def prepare_dataset(
@@ -180,6 +182,7 @@ def prepare_dataset(
     read and split (`load_corpus`), so a corpus read for the vocabulary is not read again; it is called
     only if the dataset must be built.
     """
+    started = time.perf_counter()
     target = Path(dataset_dir) if dataset_dir else None
     if target is not None:
         remove_stale_scratch(target)
@@ -206,7 +209,8 @@ def prepare_dataset(
         unchanged = {k: v for k, v in config.items() if k != "files"} == \
             {k: v for k, v in previous["config"].items() if k != "files"}
         if unchanged and (files is None or previous["config"]["files"] == config["files"]):
-            return Prepared(load_from_disk(str(target)), previous["stats"], str(target), reused=True)
+            return Prepared(load_from_disk(str(target)), previous["stats"], str(target), True,
+                            time.perf_counter() - started)
         if files is None:
             raise UsageError(f"the dataset in {target} was prepared with other settings or another tokenizer, "
                              "and the corpus to rebuild it is not here; match the settings or give train_file.")
@@ -255,4 +259,4 @@ def prepare_dataset(
                         keep_identical=not overwrite_cache)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Prepared(load_from_disk(str(target)), stats, str(target), reused=False)
+    return Prepared(load_from_disk(str(target)), stats, str(target), False, time.perf_counter() - started)

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None, return_trainer: bool = False, callbacks:
                      "total_seconds": time.perf_counter() - started},
             probes=probe_results, probe_history=probes.history,
             vocabulary=vocabulary.to_dict() if vocabulary else None,
-            prepared={"path": prepared.path, "reused": prepared.reused},
+            prepared={"path": prepared.path, "reused": prepared.reused, "seconds": prepared.seconds},
             training={"steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0.0, 2),
                       "effective_batch_size": training_args.train_batch_size
                       * training_args.gradient_accumulation_steps * training_args.world_size,
