@@ -37,22 +37,29 @@ def default_text(f: dataclasses.Field) -> str:
     return f"`{str(f.default).lower() if isinstance(f.default, bool) else f.default}`"
 
 
-def field_table(fields: list[dataclasses.Field]) -> list[str]:
-    lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
-    for f in fields:
-        cells = [f"`{f.name}`", type_name(f.type), default_text(f), f.metadata.get("help", "")]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return lines
+TABLE_HEAD = ["| field | type | default | meaning |", "|---|---|---|---|"]
+
+
+def field_rows(*dtypes: type) -> dict[str, str]:
+    """A table row per field of the dataclasses. Types come from the classes' annotations: the fields' own `type`
+    is rewritten by HfArgumentParser once a parser has been built in the process."""
+    rows = {}
+    for dtype in dtypes:
+        hints = typing.get_type_hints(dtype)
+        for f in dataclasses.fields(dtype):
+            cells = [f"`{f.name}`", type_name(hints[f.name]), default_text(f), f.metadata.get("help", "")]
+            rows[f.name] = "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+    return rows
 
 
 def render() -> str:
     """The whole of docs/reference.md."""
-    by_name = {f.name: f for dtype in (ModelArguments, DataArguments) for f in dataclasses.fields(dtype)}
+    rows = field_rows(ModelArguments, DataArguments)
     lines = [HEADER]
     for title, names in HELP_GROUPS.items():
-        lines += [f"## {title}", "", *field_table([by_name[name] for name in names]), ""]
+        lines += [f"## {title}", "", *TABLE_HEAD, *(rows[name] for name in names), ""]
     for command, dtype in (("inspect", InspectArguments), ("vocab", VocabArguments)):
-        lines += [f"## `{command}` only", "", *field_table(list(dataclasses.fields(dtype))), ""]
+        lines += [f"## `{command}` only", "", *TABLE_HEAD, *field_rows(dtype).values(), ""]
     return "\n".join(lines)
 
 
