@@ -227,6 +227,8 @@ def main() -> None:
     if args.child_train:
         return child_train(args.child_train, args.model, args.ours_steps, args.eval_steps)
     with tempfile.TemporaryDirectory(prefix="bert-pretrain-bench-") as work:
+        # Prepared data goes to the datasets cache: a private one, so every bench prepares afresh and leaves nothing.
+        os.environ["HF_DATASETS_CACHE"] = os.path.join(work, "hf-datasets")
         lines = []
         if not args.skip_train:
             if not os.path.isfile(TUTORIAL) or not os.path.isfile(MEDITATIONS):

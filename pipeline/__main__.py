@@ -18,45 +18,44 @@ Run `bert-pretrain COMMAND --help` for every field."""
 
 def prepare_main(argv: list[str]) -> None:
     from pipeline.arguments import parse_args
-    from pipeline.prepare import format_stats
-    from pipeline.train import prepare_from_args, tokenizer_from_args
-    from pipeline.vocab import vocabulary_from_args
+    from pipeline.build import build_prepared
+    from pipeline.stats import format_stats
 
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain prepare")
-    tokenizer, _ = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
-    _, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
-    print(format_stats(stats))
+    _, prepared = build_prepared(model_args, data_args, training_args)
+    print(format_stats(prepared.stats), prepared.describe(), sep="\n")
 
 
 def inspect_main(argv: list[str]) -> None:
     from pipeline.arguments import InspectArguments, parse_args
+    from pipeline.build import build_collator, build_prepared
     from pipeline.inspection import inspect_dataset
-    from pipeline.train import collator_from_args, prepare_from_args, tokenizer_from_args
-    from pipeline.vocab import vocabulary_from_args
 
     model_args, data_args, training_args, inspect_args = parse_args(
         argv, prog="bert-pretrain inspect", extra=(InspectArguments,))
-    tokenizer, _ = vocabulary_from_args(tokenizer_from_args(model_args), model_args, data_args, training_args)
-    dataset, stats = prepare_from_args(tokenizer, model_args, data_args, training_args)
-    print(inspect_dataset(dataset, stats, tokenizer, collator_from_args(tokenizer, data_args, training_args),
-                          num_examples=inspect_args.num_examples, output_format=inspect_args.format,
-                          objective=data_args.objective))
+    tokenizer, prepared = build_prepared(model_args, data_args, training_args)
+    print(inspect_dataset(prepared.dataset, prepared.stats, tokenizer,
+                          build_collator(tokenizer, data_args, training_args), num_examples=inspect_args.num_examples,
+                          output_format=inspect_args.format, objective=data_args.objective))
 
 
 def vocab_main(argv: list[str]) -> None:
     from pipeline.arguments import VocabArguments, parse_args
-    from pipeline.train import tokenizer_from_args
-    from pipeline.vocab import count_words, fertility, format_fit, training_texts, vocabulary_from_args
+    from pipeline.build import Corpus, build_tokenizer, build_vocabulary
+    from pipeline.fertility import count_words, fertility
+    from pipeline.vocabulary import format_fit
 
     model_args, data_args, training_args, vocab_args = parse_args(
         argv, prog="bert-pretrain vocab", extra=(VocabArguments,))
-    tokenizer = tokenizer_from_args(model_args)
-    _, change = vocabulary_from_args(tokenizer, model_args, data_args, training_args, top_k=vocab_args.vocab_top_k)
-    if change is None:
-        words = count_words(tokenizer, training_texts(model_args, data_args, training_args))
-        print(format_fit(fertility(tokenizer, words, vocab_args.vocab_top_k)))
-    else:
-        print(format_fit(change.before, change))
+    tokenizer = build_tokenizer(model_args)
+    with Corpus(model_args, data_args, training_args) as corpus:
+        _, change = build_vocabulary(tokenizer, model_args, training_args, corpus, top_k=vocab_args.vocab_top_k)
+        if change is None:
+            report = format_fit(fertility(tokenizer, count_words(tokenizer, corpus.training_texts()),
+                                          vocab_args.vocab_top_k))
+        else:
+            report = format_fit(change.before, change)
+    print(report)
 
 
 def train_main(argv: list[str]) -> None:

@@ -38,7 +38,10 @@ class ModelArguments:
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer to use if not the one saved with the model."})
     cache_dir: str | None = field(
-        default=None, metadata={"help": "Where downloaded models, datasets and written corpora are cached."})
+        default=None,
+        metadata={"help": "Where downloaded models and datasets, written corpora and this tool's cache (prepared datasets, "
+                          "tokenizers trained from scratch, in bert-pretrain/) go. Default: the Hugging Face caches, "
+                          "HF_DATASETS_CACHE/bert-pretrain for the tool's."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code from the model's repository to run. Off unless you trust it."})
@@ -123,7 +126,10 @@ class DataArguments:
                           "related language (its fallback list) or else English's."},
     )
     dataset_dir: str | None = field(
-        default=None, metadata={"help": "Where the prepared dataset is saved and reused (default <output_dir>/dataset)."})
+        default=None,
+        metadata={"help": "A folder to pin the prepared dataset in, to copy to another machine (which then needs no "
+                          "corpus). Default: the cache, HF_DATASETS_CACHE/bert-pretrain/dataset-<hash of its inputs>, "
+                          "shared by every run with the same inputs."})
     objective: Literal["nsp", "sop", "mlm"] = field(
         default="nsp",
         metadata={"help": "nsp: next-sentence prediction (B follows A or is from another document); sop: ALBERT's "
@@ -167,7 +173,7 @@ class DataArguments:
                                         "before, during and after training."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on held-out examples evaluated."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for dataset .map()."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it exists."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the prepared dataset even if it is cached."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace a run with other settings in output_dir (its checkpoints are "
                                          "deleted); without it such a run is left alone and train stops."})

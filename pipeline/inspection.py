@@ -6,6 +6,8 @@
 
 import json
 
+from pipeline.stats import format_stats
+
 LABELS = {"nsp": {0: "IsNext", 1: "NotNext (B from another document)"},
           "sop": {0: "InOrder", 1: "Swapped"}}
 
@@ -44,8 +46,6 @@ def inspect_dataset(dataset, stats: dict, tokenizer, collator, *, num_examples: 
     rows = [{k: v[i].tolist() for k, v in batch.items()} for i in range(len(examples))]
     if output_format == "jsonl":
         return "\n".join(json.dumps(row) for row in rows)
-
-    from pipeline.prepare import format_stats
 
     lines = ["Corpus", format_stats(stats), "", "Sentence lengths"]
     lines += histogram_lines(stats["sentence_length_histogram"])

@@ -8,17 +8,17 @@ The `evaluate` library's metrics are loaded from the Hub at run time, so plain
 numpy is used here to stay offline.
 """
 
-import math
+import dataclasses
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-COLUMNS = ("mlm_loss_sum", "mlm_count", "mlm_correct", "nsp_loss", "nsp_correct")
+from pipeline.heads import HeadSums
 
 
 def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
-    """(prediction_logits at masked positions[, seq_relationship_logits]) -> a (batch, 5) float tensor."""
+    """(prediction_logits at masked positions[, seq_relationship_logits]) -> per-example `HeadSums` rows, (batch, 6)."""
     logits = logits if isinstance(logits, (tuple, list)) else (logits,)
     prediction_logits = logits[0]
     mlm_labels, nsp_labels = labels if isinstance(labels, (tuple, list)) else (labels, None)
@@ -27,29 +27,20 @@ def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
     token_loss = F.cross_entropy(prediction_logits.float(), mlm_labels[masked], reduction="none")
     token_correct = (prediction_logits.argmax(-1) == mlm_labels[masked]).float()
     batch = mlm_labels.shape[0]
-    out = torch.zeros(batch, len(COLUMNS), device=mlm_labels.device)
-    out[:, 0].index_add_(0, rows, token_loss)
-    out[:, 1] = masked.sum(1)
-    out[:, 2].index_add_(0, rows, token_correct)
+    zeros = torch.zeros(batch, device=mlm_labels.device)
+    sums = HeadSums(mlm_loss_sum=zeros.index_add(0, rows, token_loss), mlm_count=masked.sum(1),
+                    mlm_correct=zeros.index_add(0, rows, token_correct), sentence_loss_sum=zeros,
+                    sentence_count=zeros, sentence_correct=zeros)
     if nsp_labels is not None:
         nsp_labels = nsp_labels.view(-1)
-        out[:, 3] = F.cross_entropy(logits[1].float(), nsp_labels, reduction="none")
-        out[:, 4] = (logits[1].argmax(-1) == nsp_labels).float()
-    else:
-        out[:, 3:] = float("nan")
-    return out
+        sums = dataclasses.replace(
+            sums, sentence_loss_sum=F.cross_entropy(logits[1].float(), nsp_labels, reduction="none"),
+            sentence_count=torch.ones(batch, device=mlm_labels.device),
+            sentence_correct=(logits[1].argmax(-1) == nsp_labels).float())
+    return sums.to_tensor()
 
 
 def compute_metrics(eval_pred, head: str = "nsp") -> dict[str, float]:
     """Sums the per-example rows; `head` names the sentence-level head ("nsp" or "sop")."""
-    stats = np.asarray(eval_pred.predictions, dtype=np.float64).reshape(-1, len(COLUMNS))
-    mlm_loss = stats[:, 0].sum() / max(stats[:, 1].sum(), 1)
-    metrics = {
-        "mlm_loss": float(mlm_loss),
-        "mlm_accuracy": float(stats[:, 2].sum() / max(stats[:, 1].sum(), 1)),
-        "perplexity": float(math.exp(min(mlm_loss, 50))),
-    }
-    if not np.isnan(stats[:, 3]).all():
-        metrics[f"{head}_loss"] = float(stats[:, 3].mean())
-        metrics[f"{head}_accuracy"] = float(stats[:, 4].mean())
-    return metrics
+    rows = np.asarray(eval_pred.predictions, dtype=np.float64).reshape(-1, len(dataclasses.fields(HeadSums)))
+    return HeadSums.from_tensor(rows).total().metrics(head)

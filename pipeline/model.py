@@ -13,6 +13,7 @@ from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 from transformers.utils import logging as hf_logging
 
 from pipeline.errors import UsageError, first_line
+from pipeline.heads import HeadSums
 
 
 def resolve_model_path(name: str) -> str:
@@ -30,8 +31,8 @@ def resolve_model_path(name: str) -> str:
 
 @dataclass
 class PreTrainingOutput(BertForPreTrainingOutput):
-    """In training mode also `head_sums`: [mlm loss sum, masked tokens, mlm correct, sentence-head loss sum,
-    examples, sentence-head correct], so Trainer can normalise over the whole accumulated batch."""
+    """In training mode also `head_sums` (`HeadSums.to_tensor()`), so Trainer can normalise over the whole
+    accumulated batch."""
 
     head_sums: torch.Tensor | None = None
 
@@ -110,16 +111,16 @@ class BertForPreTrainingSparse(SavedAsStockClass, BertForPreTraining):
         mlm_sum, mlm_count, mlm_correct = _mlm_sums(prediction_logits, labels[masked])
         loss = mlm_sum / mlm_count.clamp(min=1)
         seq_relationship_logits = self.cls.seq_relationship(pooled_output)
-        sums = [mlm_sum, mlm_count, mlm_correct]
+        sums = HeadSums(mlm_sum, mlm_count, mlm_correct)
         if next_sentence_label is not None:
             targets = next_sentence_label.view(-1)
             nsp_sum = F.cross_entropy(seq_relationship_logits.float(), targets, reduction="sum")
             loss = loss + nsp_sum / targets.numel()
             correct = (seq_relationship_logits.detach().argmax(-1) == targets).sum()
-            sums += [nsp_sum, targets.new_tensor(targets.numel()), correct]
+            sums = HeadSums(mlm_sum, mlm_count, mlm_correct, nsp_sum, targets.new_tensor(targets.numel()), correct)
         return PreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
                                  seq_relationship_logits=seq_relationship_logits,
-                                 head_sums=_stack(sums) if self.training else None)
+                                 head_sums=sums.to_tensor() if self.training else None)
 
 
 class BertForMaskedLMSparse(SavedAsStockClass, BertForMaskedLM):
@@ -138,11 +139,8 @@ class BertForMaskedLMSparse(SavedAsStockClass, BertForMaskedLM):
         logits = self.cls.predictions(sequence_output[masked])
         mlm_sum, mlm_count, mlm_correct = _mlm_sums(logits, labels[masked])
         return MaskedLMSumsOutput(loss=mlm_sum / mlm_count.clamp(min=1), logits=logits,
-                                  head_sums=_stack([mlm_sum, mlm_count, mlm_correct]) if self.training else None)
-
-
-def _stack(sums: list) -> torch.Tensor:
-    return torch.stack([x.float() for x in sums])
+                                  head_sums=HeadSums(mlm_sum, mlm_count, mlm_correct).to_tensor() if self.training
+                                  else None)
 
 
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,

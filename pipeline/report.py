@@ -114,7 +114,7 @@ def format_summary(before: dict, after: dict, output_dir: str, model_class: str 
 
 def build_report(*, log_history: list[dict], before: dict, after: dict, stats: dict, recipe: dict,
                  timings: dict, real_tokens: int, probes: dict, probe_history: list[dict],
-                 vocabulary: dict | None = None, training: dict | None = None) -> dict:
+                 vocabulary: dict | None = None, training: dict | None = None, prepared: dict | None = None) -> dict:
     train_seconds = timings.get("train_seconds") or 0.0
     return {
         "before": before,
@@ -123,6 +123,7 @@ def build_report(*, log_history: list[dict], before: dict, after: dict, stats: d
         "eval": evaluations(log_history),
         "log_history": log_history,
         "corpus": stats,
+        "prepared": prepared,
         "recipe": recipe,
         "training": training or {},
         "timings": timings,

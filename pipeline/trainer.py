@@ -1,147 +1,13 @@
-"""Prepared pairs -> training order: each epoch trains on its own draw of NSP pairs.
+"""Batches -> a trained model: `Trainer` with one pair draw per epoch, exact loss means and per-head training logs."""
 
-Pairs drawn once and repeated every epoch let a model memorise which B follows which
-A on a small corpus. `prepare` therefore draws the training pairs `dupe_factor` times
-(google-research/bert's name), tagging each row with its draw in column `epoch`; this
-sampler gives epoch e the rows of draw e mod dupe_factor, shuffled, optionally grouped
-by length. Trainer calls `set_epoch` on it before every epoch, also under accelerate.
-"""
-
-import contextlib
-import functools
-import json
-import math
 import os
-import re
-import shutil
-from pathlib import Path
 
-import huggingface_hub
-import numpy as np
 import torch
-from torch.utils.data import Sampler
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from pipeline.errors import UsageError
-
-
-# Trainer uploads output_dir minus "_*" and "checkpoint-*"; the prepared dataset, TensorBoard runs, the
-# from-scratch tokenizer's working copy and temporary files live there too and must not go to the Hub.
-PUSH_IGNORE_PATTERNS = ["dataset/*", "dataset-general/*", ".dataset*", "runs/*", "*.tmp*", "scratch-tokenizer/*"]
-
-
-@contextlib.contextmanager
-def hub_ignore_patterns(patterns: list[str]):
-    """Adds ignore patterns to every `HfApi.upload_folder` call made inside the block."""
-    original = huggingface_hub.HfApi.upload_folder
-
-    @functools.wraps(original)
-    def upload_folder(self, *args, **kwargs):
-        kwargs["ignore_patterns"] = [*(kwargs.get("ignore_patterns") or []), *patterns]
-        return original(self, *args, **kwargs)
-
-    huggingface_hub.HfApi.upload_folder = upload_folder
-    try:
-        yield
-    finally:
-        huggingface_hub.HfApi.upload_folder = original
-
-
-def latest_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` whose trainer_state.json (Trainer writes it last) is whole."""
-    if not os.path.isdir(output_dir):
-        return None
-    steps = sorted((int(m.group(1)), name) for name in os.listdir(output_dir)
-                   if (m := re.fullmatch(r"checkpoint-(\d+)", name)))
-    for _, name in reversed(steps):
-        state = os.path.join(output_dir, name, "trainer_state.json")
-        try:
-            with open(state) as f:
-                json.load(f)
-        except (OSError, ValueError):
-            continue  # killed while saving: fall back to the one before
-        return os.path.join(output_dir, name)
-    return None
-
-
-def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """`latest` -> the newest complete checkpoint in output_dir (None: start from scratch)."""
-    if resume_from_checkpoint != "latest":
-        return resume_from_checkpoint
-    checkpoint = latest_complete_checkpoint(output_dir)
-    print(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {output_dir}; starting fresh")
-    return checkpoint
-
-
-RUN_FILE = "run.json"
-# Fields that change where or how a run reports or runs, not what it computes.
-# Fields that change where or how a run reports, evaluates or runs, or how long it goes on, not what a step
-# computes: a run continued with a higher max_steps, or evaluated differently, is still the same run.
-NOT_RUN_DEFINING = {"output_dir", "logging_dir", "run_name", "resume_from_checkpoint", "overwrite_output_dir",
-                    "overwrite_cache", "report_to", "disable_tqdm", "push_to_hub", "hub_model_id", "hub_strategy",
-                    "hub_private_repo", "hub_always_push", "hub_revision", "use_cpu", "local_rank", "logging_steps",
-                    "logging_strategy", "logging_first_step", "save_steps", "save_strategy", "save_total_limit",
-                    "save_only_model", "save_on_each_node", "eval_steps", "eval_strategy", "eval_on_start",
-                    "per_device_eval_batch_size", "max_eval_samples", "general_eval_file", "probes", "max_steps",
-                    "num_train_epochs"}
-
-
-def run_settings(recipe: dict) -> dict:
-    """The settings that define what a run computes, as JSON values."""
-    return json.loads(json.dumps({k: v for k, v in recipe.items()
-                                  if k not in NOT_RUN_DEFINING and not k.startswith("dataloader_")}))
-
-
-def check_output_dir(output_dir: str, settings: dict, *, overwrite: bool, resuming: bool) -> None:
-    """Refuses an output_dir holding the checkpoints or model of a run with other settings.
-
-    Rerunning the same recipe reuses the folder; another run would mix its checkpoints with theirs
-    and overwrite their model, so it needs overwrite_output_dir. Resuming says "this is that run".
-    An attempt that stopped before its first checkpoint left nothing to protect.
-    """
-    if overwrite and resuming:
-        raise UsageError("overwrite_output_dir deletes the checkpoints that resume_from_checkpoint would continue "
-                         "from; give one of the two.")
-    if overwrite or resuming or (latest_complete_checkpoint(output_dir) is None and
-                                 not (Path(output_dir) / "model.safetensors").is_file()):
-        return
-    path = Path(output_dir) / RUN_FILE
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"output_dir {output_dir} holds a model or checkpoints of another run; choose a new "
-                         "output_dir, or pass --overwrite_output_dir true to replace them.") from None
-    changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
-    if changed:
-        shown = ", ".join(f"{k} {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise UsageError(f"output_dir {output_dir} holds a run with other settings ({shown}{more}); choose a new "
-                         "output_dir, or pass --overwrite_output_dir true to replace it.")
-
-
-def record_run(output_dir: str, settings: dict, *, overwrite: bool) -> None:
-    """Writes run.json, once the run is about to train; with overwrite, first deletes the old run's checkpoints."""
-    if overwrite and os.path.isdir(output_dir):
-        for name in os.listdir(output_dir):
-            if re.fullmatch(r"checkpoint-\d+", name):
-                shutil.rmtree(os.path.join(output_dir, name))
-    path = Path(output_dir) / RUN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{RUN_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
-def head_metrics(sums: list[float], head: str = "nsp") -> dict[str, float]:
-    """Per-head means from [mlm loss sum, masked tokens, mlm correct, head loss sum, examples, head correct]."""
-    mlm_loss = sums[0] / max(sums[1], 1)
-    metrics = {"mlm_loss": round(mlm_loss, 4), "mlm_accuracy": round(sums[2] / max(sums[1], 1), 4),
-               "perplexity": round(math.exp(min(mlm_loss, 50)), 2)}
-    if len(sums) > 3:
-        metrics[f"{head}_loss"] = round(sums[3] / max(sums[4], 1), 4)
-        metrics[f"{head}_accuracy"] = round(sums[5] / max(sums[4], 1), 4)
-    return metrics
+from pipeline.heads import HeadSums
+from pipeline.sampler import EpochDrawSampler
 
 
 class CollatorEpoch(TrainerCallback):
@@ -153,34 +19,6 @@ class CollatorEpoch(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         if hasattr(self.collator, "epoch"):
             self.collator.epoch = int(state.epoch or 0)
-
-
-class EpochDrawSampler(Sampler[int]):
-    """Yields the indices of one draw per epoch; every epoch has the same length (the smallest draw's)."""
-
-    def __init__(self, draws: np.ndarray, lengths: np.ndarray | None, *, batch_size: int, seed: int):
-        self.by_draw = [np.flatnonzero(draws == d) for d in np.unique(draws)]
-        self.lengths = lengths
-        self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-        self.num_samples = min(len(rows) for rows in self.by_draw)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self):
-        rows = self.by_draw[self.epoch % len(self.by_draw)]
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        rows = rows[torch.randperm(len(rows), generator=generator).numpy()[: self.num_samples]]
-        if self.lengths is None:
-            return iter(rows.tolist())
-        # Batches of similar lengths pad less; mega-batches keep the order random (LengthGroupedSampler's trick).
-        order = get_length_grouped_indices(self.lengths[rows].tolist(), self.batch_size, generator=generator)
-        return iter(rows[order].tolist())
 
 
 class PreTrainer(Trainer):
@@ -225,7 +63,8 @@ class PreTrainer(Trainer):
         if sums is None or self._step_counts is None:  # evaluation: the model's own means
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         tokens, examples = self._step_counts.clamp(min=1)
-        loss = sums[0] / tokens + (sums[3] / examples if len(sums) > 3 else 0)
+        head = HeadSums.from_tensor(sums)
+        loss = head.mlm_loss_sum / tokens + head.sentence_loss_sum / examples  # 0 without a sentence head
         if self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
         detached = sums.detach()
@@ -251,14 +90,6 @@ class PreTrainer(Trainer):
         optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
         return optimizer
 
-    def _push_from_checkpoint(self, checkpoint_folder):
-        with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):
-            super()._push_from_checkpoint(checkpoint_folder)
-
-    def push_to_hub(self, *args, **kwargs):
-        with hub_ignore_patterns(PUSH_IGNORE_PATTERNS):
-            return super().push_to_hub(*args, **kwargs)
-
     def create_model_card(self, *args, **kwargs):
         """Keeps the model card `train` wrote (corpus, metrics, probes) over Trainer's generic one."""
         if not os.path.isfile(os.path.join(self.args.output_dir, "README.md")):
@@ -276,7 +107,8 @@ class PreTrainer(Trainer):
             sums = self._head_sums
             if self.accelerator.num_processes > 1:
                 sums = self.accelerator.reduce(sums, reduction="sum")
-            logs.update(head_metrics(sums.tolist(), self.head))
+            means = HeadSums.from_tensor(sums).metrics(self.head)
+            logs.update({k: round(v, 2 if k == "perplexity" else 4) for k, v in means.items()})
             self._head_sums = None
         super().log(logs, start_time)
 

@@ -1,4 +1,4 @@
-"""One rank of the two-process test (tests/test_distributed.py); started by torchrun.
+"""One rank of the two-process tests (tests/test_distributed.py); started by torchrun (the `torchrun` fixture).
 
 Runs the real entry point and writes what this rank saw to <output_dir>/rank<N>.json:
 a hash of its prepared training set, the training examples it collated, and its own
@@ -14,7 +14,7 @@ import pipeline.train as train_module
 from pipeline.trainer import PreTrainer
 
 seen, local_sums = [], []
-make_collator = train_module.collator_from_args
+make_collator = train_module.build_collator
 
 
 def recording_collator(*args, **kwargs):
@@ -39,7 +39,7 @@ def log(self, logs, start_time=None):
     return original_log(self, logs, start_time)
 
 
-train_module.collator_from_args = recording_collator
+train_module.build_collator = recording_collator
 PreTrainer.log = log
 trainer = train_module.main(sys.argv[1:], return_trainer=True)
 rank = trainer.args.process_index

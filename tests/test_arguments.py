@@ -41,6 +41,7 @@ def test_wrong_type_is_named(tmp_path):
         parse_args(["--output_d", "out"])
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     recipe = write(tmp_path, "output_dir: out\nlearnin_rate: 1.0e-4\n")
     result = subprocess.run([sys.executable, "-m", "pipeline", "train", "--config", recipe],
@@ -51,6 +52,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
         "(did you mean 'learning_rate'?); remove it or fix its spelling."]
 
 
+@pytest.mark.slow
 def test_help_lists_every_field_with_help():
     result = subprocess.run([sys.executable, "-m", "pipeline", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -60,6 +62,7 @@ def test_help_lists_every_field_with_help():
     assert "Share of documents (not sentences) held out" in result.stdout
 
 
+@pytest.mark.slow
 def test_help_reads_config_and_own_groups_first_trainer_last():
     result = subprocess.run([sys.executable, "-m", "pipeline", "vocab", "--help"], capture_output=True, text=True)
     assert result.returncode == 0

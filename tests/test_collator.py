@@ -3,25 +3,12 @@ import random
 import torch
 
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
-from tests.conftest import make_tokenizer, make_vocab
-
-
-def examples(tokenizer, n=400, seed=0):
-    rng = random.Random(seed)
-    words = [t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3]
-    out = []
-    for _ in range(n):
-        a = " ".join(rng.choice(words) for _ in range(rng.randint(3, 20)))
-        b = " ".join(rng.choice(words) for _ in range(rng.randint(3, 20)))
-        enc = tokenizer(a, b)
-        out.append({"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
-                    "next_sentence_label": rng.randint(0, 1), "length": len(enc["input_ids"])})
-    return out
+from tests.conftest import make_examples, make_tokenizer, make_vocab
 
 
 def test_pads_to_multiple_of_8_and_masks_only_real_tokens(tokenizer):
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
-    batch = collator(examples(tokenizer, 64))
+    batch = collator(make_examples(tokenizer, 64))
     assert batch["input_ids"].shape[1] % 8 == 0
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "next_sentence_label", "labels"}
     original = batch["labels"]
@@ -34,7 +21,7 @@ def test_pads_to_multiple_of_8_and_masks_only_real_tokens(tokenizer):
 
 def test_mask_rate_and_replacement_shares_over_many_tokens(tokenizer):
     collator = DataCollatorForPreTraining(tokenizer, seed=1)
-    exs = examples(tokenizer, 1000, seed=1)
+    exs = make_examples(tokenizer, 1000, seed=1)
     batch = collator(exs)
     ids = tokenizer.pad([{"input_ids": e["input_ids"]} for e in exs], pad_to_multiple_of=8,
                         return_tensors="pt")["input_ids"]
@@ -58,7 +45,7 @@ def test_unusual_special_ids():
     vocab = make_vocab(specials=["[MASK]", "[SEP]", "[CLS]", "[UNK]", "[PAD]"])
     tokenizer = make_tokenizer(vocab)
     assert tokenizer.pad_token_id == 4 and tokenizer.cls_token_id == 2
-    batch = DataCollatorForPreTraining(tokenizer, seed=0)(examples(tokenizer, 200))
+    batch = DataCollatorForPreTraining(tokenizer, seed=0)(make_examples(tokenizer, 200))
     masked = batch["labels"] != -100
     assert not torch.isin(batch["labels"][masked], torch.tensor([0, 1, 2, 3, 4])).any()
     assert (batch["input_ids"][batch["attention_mask"] == 0] == 4).all()
@@ -68,7 +55,7 @@ def test_masks_are_dynamic_and_fixed_eval_masks_are_not(tokenizer):
     from datasets import Dataset
 
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
-    exs = examples(tokenizer, 32)
+    exs = make_examples(tokenizer, 32)
     # Same seed, epoch and batch: same masks (a resumed run masks as an unbroken one) ...
     assert torch.equal(collator(exs)["labels"], collator(exs)["labels"])
     # ... a new epoch masks afresh.
@@ -131,7 +118,7 @@ def test_whole_word_masking_keeps_words_whole_and_80_10_10(tokenizer):
 
 
 def test_exact_count_is_round_n_p_capped(tokenizer):
-    exs = examples(tokenizer, 300, seed=4)
+    exs = make_examples(tokenizer, 300, seed=4)
     batch = DataCollatorForPreTraining(tokenizer, mask_count="exact", max_predictions_per_seq=5, seed=0)(exs)
     for row, e in zip(batch["labels"], exs):
         n = len(e["input_ids"]) - 3

@@ -186,9 +186,9 @@ def test_damaged_empty_or_unread_files_are_one_sentence(name, content, message, 
 def test_the_prepared_dataset_follows_a_compressed_corpus(tokenizer, tmp_path):
     corpus, dataset_dir = tmp_path / "c.jsonl.gz", str(tmp_path / "d")
     write_corpus(corpus, make_documents(40))
-    _, stats = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=dataset_dir, max_seq_length=32)
+    _, stats, *_ = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=dataset_dir, max_seq_length=32)
     write_corpus(corpus, make_documents(40, seed=1))
-    _, other = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=dataset_dir, max_seq_length=32)
+    _, other, *_ = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=dataset_dir, max_seq_length=32)
     assert other != stats
     # A cache from before compressed tables were read as tables (their JSON as text) is not reused.
     saved = Path(dataset_dir) / "prepare.json"

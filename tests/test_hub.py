@@ -8,25 +8,24 @@ import pytest
 
 from tests.conftest import make_documents
 from tests.hub_standin import HubStandIn
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "hf_standinSECRETtoken0123456789"
 
 
 @pytest.mark.slow
-def test_push_every_save_uploads_model_card_report_and_never_leaks_the_token(tiny_model_dir, tmp_path):
+def test_push_every_save_uploads_model_card_report_and_never_leaks_the_token(tiny_model_dir, tmp_path, root,
+                                                                             subprocess_env):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(make_documents(60, seed=4)) + "\n")
     out = tmp_path / "run"
     with HubStandIn() as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": ROOT}
+        env = {**subprocess_env, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+               "HF_HUB_DISABLE_TELEMETRY": "1"}
         cmd = [sys.executable, "-m", "pipeline", "train", "--model_name_or_path", tiny_model_dir,
                "--train_file", str(corpus), "--output_dir", str(out), "--max_seq_length", "48",
                "--per_device_train_batch_size", "8", "--max_steps", "4", "--save_strategy", "steps",
                "--save_steps", "2", "--push_to_hub", "true", "--hub_model_id", "tester/tiny-domain-bert",
                "--hub_strategy", "every_save", "--report_to", "none", "--disable_tqdm", "true"]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
     files = hub.repos["tester/tiny-domain-bert"]

@@ -8,11 +8,9 @@ import pytest
 
 from tests.conftest import make_documents
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.mark.slow
-def test_plain_install_trains_to_the_end(tiny_model_dir, tmp_path):
+def test_plain_install_trains_to_the_end(tiny_model_dir, tmp_path, root):
     venv = tmp_path / "venv"
     bin_dir = venv / "bin"
     if subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True).returncode:
@@ -27,7 +25,7 @@ def test_plain_install_trains_to_the_end(tiny_model_dir, tmp_path):
     # torch would pull a multi-GB CUDA build). Without a registry there is nothing to test.
     if pip("torch==2.13.0").returncode:
         pytest.skip("no package registry or wheel of torch==2.13.0 reachable")
-    installed = pip(ROOT)  # no extras: every import at run time must come from install_requires
+    installed = pip(root)  # no extras: every import at run time must come from install_requires
     assert installed.returncode == 0, installed.stderr[-2000:]
 
     corpus = tmp_path / "corpus.txt"

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
+from pipeline.cache import META_FILE, cache_root
 from tests.conftest import make_documents, make_tokenizer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write(path: Path, content: str | bytes) -> str:
@@ -107,11 +106,13 @@ def errors(stderr: str) -> list[str]:
 
 
 def leftovers(root: Path) -> list[str]:
-    """Files a failed command left: anything in output_dir, temporary or incomplete files in the datasets cache."""
+    """Files a failed command left: anything in output_dir, temporary or incomplete files in the datasets cache,
+    and in this tool's part of it anything but complete folders (scratch folders, a folder without prepare.json)."""
     out = [str(p) for p in (root / "out").rglob("*") if p.is_file()] if (root / "out").exists() else []
     cache = Path(os.environ["HF_DATASETS_CACHE"])
-    return out + [str(p) for p in cache.rglob("*") if (p.name.startswith("tmp") or "incomplete" in p.name)
-                  and not p.name.endswith(".lock")]  # `datasets` keeps its lock files
+    ours = [str(p) for p in cache_root().iterdir() if not (p / META_FILE).is_file()] if cache_root().is_dir() else []
+    return out + ours + [str(p) for p in cache.rglob("*") if (p.name.startswith("tmp") or "incomplete" in p.name)
+                         and not p.name.endswith(".lock")]  # `datasets` keeps its lock files
 
 
 @pytest.mark.parametrize("name, command, extra, message", CASES, ids=[c[0] for c in CASES])
@@ -127,6 +128,7 @@ def test_bad_input_is_one_clear_line_exit_2_and_nothing_written(name, command, e
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.train
 def test_an_output_dir_of_another_run_is_never_overwritten(tiny_model_dir, corpus_file, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["train", "--model_name_or_path", tiny_model_dir, "--train_file", str(corpus_file), "--output_dir",
@@ -151,7 +153,8 @@ def test_an_output_dir_of_another_run_is_never_overwritten(tiny_model_dir, corpu
     assert json.loads((out / "run.json").read_text())["learning_rate"] == 1e-3
 
 
-def test_a_full_disk_while_the_cache_is_written(tiny_model_dir, tmp_path):
+@pytest.mark.slow
+def test_a_full_disk_while_the_cache_is_written(tiny_model_dir, tmp_path, root, subprocess_env, datasets_cache):
     """A real failed write: the OS refuses to let files grow past RLIMIT_FSIZE, as a full disk refuses."""
     corpus = write(tmp_path / "corpus.txt", "\n".join(make_documents(1500, seed=2)) + "\n")
     out = tmp_path / "out"
@@ -160,18 +163,21 @@ def test_a_full_disk_while_the_cache_is_written(tiny_model_dir, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 
-    env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "--model_name_or_path", tiny_model_dir,
                              "--train_file", corpus, "--output_dir", str(out), "--dupe_factor", "5"],
-                            preexec_fn=limit_file_size, capture_output=True, text=True, env=env, cwd=ROOT)
+                            preexec_fn=limit_file_size, capture_output=True, text=True, env=subprocess_env, cwd=root)
     assert result.returncode == 2, result.stderr[-3000:]
     err = errors(result.stderr)
     assert len(err) == 1 and "Traceback" not in result.stderr
     assert "no room left on the disk" in err[0] and "free space" in err[0]
     assert leftovers(tmp_path) == []
-    # With room again, the same command succeeds and its cache is complete.
+    # With room again, the same command succeeds, and its dataset is complete in the HF_DATASETS_CACHE it was given
+    # (the child's environment), not in output_dir, which prepare leaves alone.
     result = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "--model_name_or_path", tiny_model_dir,
                              "--train_file", corpus, "--output_dir", str(out), "--dupe_factor", "5"],
-                            capture_output=True, text=True, env=env, cwd=ROOT)
+                            capture_output=True, text=True, env=subprocess_env, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["dataset"]
+    assert subprocess_env["HF_DATASETS_CACHE"] == str(datasets_cache) and not out.exists()
+    prepared = [p for p in (datasets_cache / "bert-pretrain").iterdir()]
+    assert len(prepared) == 1 and prepared[0].name.startswith("dataset-") and (prepared[0] / "prepare.json").is_file()
+    assert f"prepared dataset: {prepared[0]} (built in " in result.stdout and leftovers(tmp_path) == []

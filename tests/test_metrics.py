@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
+from pipeline.heads import HeadSums
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
 
 
@@ -15,8 +16,10 @@ def test_per_head_metrics_from_sparse_logits():
     prediction_logits[0, 5] = prediction_logits[1, 3] = prediction_logits[2, 2] = 10.0
     seq_logits = torch.tensor([[5.0, 0.0], [5.0, 0.0]])
     stats = preprocess_logits_for_metrics((prediction_logits, seq_logits), (labels, nsp_labels))
-    assert stats.shape == (2, 5)
-    assert stats[:, 1].tolist() == [2, 1] and stats[:, 2].tolist() == [1, 1]
+    assert stats.shape == (2, 6)
+    rows = HeadSums.from_tensor(stats)
+    assert rows.mlm_count.tolist() == [2, 1] and rows.mlm_correct.tolist() == [1, 1]
+    assert rows.sentence_count.tolist() == [1, 1] and rows.sentence_correct.tolist() == [1, 0]
 
     metrics = compute_metrics(EvalPrediction(predictions=stats.numpy(), label_ids=None))
     token_losses = torch.nn.functional.cross_entropy(prediction_logits, torch.tensor([5, 7, 2]), reduction="none")
@@ -45,5 +48,15 @@ def test_metrics_do_not_depend_on_batching():
     two = compute_metrics(EvalPrediction(predictions=parts.numpy(), label_ids=None))
     assert one == pytest.approx(two, abs=1e-6)
     # A mean of per-batch means would differ: the two batches have different masked counts.
-    batch_means = (parts[:2, 0].sum() / parts[:2, 1].sum() + parts[2:, 0].sum() / parts[2:, 1].sum()) / 2
+    first, second = HeadSums.from_tensor(parts[:2]), HeadSums.from_tensor(parts[2:])
+    batch_means = (first.mlm_loss_sum.sum() / first.mlm_count.sum()
+                   + second.mlm_loss_sum.sum() / second.mlm_count.sum()) / 2
     assert abs(batch_means.item() - one["mlm_loss"]) > 1e-3
+
+
+def test_mlm_only_rows_have_no_sentence_metrics():
+    labels = torch.tensor([[-100, 5, 7]])
+    stats = preprocess_logits_for_metrics(torch.zeros(2, 10), labels)
+    assert HeadSums.from_tensor(stats).sentence_count.tolist() == [0]
+    assert set(compute_metrics(EvalPrediction(predictions=stats.numpy(), label_ids=None))) == {
+        "mlm_loss", "mlm_accuracy", "perplexity"}

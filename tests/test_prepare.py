@@ -10,7 +10,7 @@ from pipeline.prepare import prepare_dataset
 
 def test_prepare_builds_splits_and_reuses_cache(tokenizer, corpus_file, tmp_path):
     dataset_dir = str(tmp_path / "dataset")
-    dataset, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir,
+    dataset, stats, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir,
                                      max_seq_length=32, validation_split_percentage=10, seed=1)
     assert set(dataset) == {"train", "validation"}
     assert {"input_ids", "token_type_ids", "next_sentence_label"} <= set(dataset["train"].column_names)
@@ -20,19 +20,34 @@ def test_prepare_builds_splits_and_reuses_cache(tokenizer, corpus_file, tmp_path
     assert saved["stats"] == stats
 
     stamp = os.path.getmtime(os.path.join(dataset_dir, "prepare.json"))
-    again, stats_again = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir,
+    again, stats_again, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir,
                                          max_seq_length=32, validation_split_percentage=10, seed=1)
     assert stats_again == stats and os.path.getmtime(os.path.join(dataset_dir, "prepare.json")) == stamp
     assert again["train"]["input_ids"][:] == dataset["train"]["input_ids"][:]
 
     # A changed setting rebuilds; nothing temporary is left beside the dataset.
-    _, other = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir,
+    _, other, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir,
                                max_seq_length=24, validation_split_percentage=10, seed=1)
     assert other != stats and sorted(os.listdir(tmp_path)) == ["corpus.txt", "dataset"]
 
 
+def test_the_cache_is_keyed_by_the_inputs_and_keeps_every_variant(tokenizer, corpus_file, datasets_cache):
+    """Without dataset_dir the dataset lives in HF_DATASETS_CACHE, named by its inputs: 128 -> 64 -> 128 prepares
+    twice, and whoever asks again (another run, another output_dir) gets the same folder back."""
+    built = [prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=n, seed=1) for n in (128, 64, 128)]
+    assert [p.reused for p in built] == [False, False, True]
+    assert built[0].path == built[2].path != built[1].path and built[0].stats == built[2].stats
+    assert sorted(os.listdir(datasets_cache / "bert-pretrain")) == sorted(os.path.basename(p.path) for p in built[:2])
+    assert "(reused)" in built[2].describe() and f"(built in {built[0].seconds:.1f} s)" in built[0].describe()
+    # An edited corpus is another input (its size and time are part of the key).
+    with open(corpus_file, "a") as f:
+        f.write("A new river runs. It runs to the sea.\n")
+    again = prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=128, seed=1)
+    assert not again.reused and again.path != built[0].path
+
+
 def test_validation_documents_never_reach_training(tokenizer, corpus_file, tmp_path):
-    dataset, _ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "d"),
+    dataset, _, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "d"),
                                  max_seq_length=64, validation_split_percentage=20, seed=3, nsp_probability=0.0)
 
     def sentence_set(split):
@@ -85,7 +100,7 @@ def test_pair_properties_on_a_generated_corpus(tokenizer, tmp_path):
     from tests.conftest import WORDS
 
     corpus = marked_corpus(tmp_path / "c.txt")
-    dataset, stats = prepare_dataset(tokenizer, train_files=[corpus], dataset_dir=str(tmp_path / "d"),
+    dataset, stats, *_ = prepare_dataset(tokenizer, train_files=[corpus], dataset_dir=str(tmp_path / "d"),
                                      max_seq_length=64, validation_split_percentage=10, seed=0, dupe_factor=2)
     train = dataset["train"]
     assert stats["train"]["examples"] > 500 and stats["train"]["draws"] == 2
@@ -115,9 +130,9 @@ def test_pair_properties_on_a_generated_corpus(tokenizer, tmp_path):
 def test_same_seed_same_dataset_other_seed_other(tokenizer, tmp_path):
     corpus = marked_corpus(tmp_path / "c.txt", n_docs=100)
     kwargs = dict(train_files=[corpus], max_seq_length=48, validation_split_percentage=10)
-    a, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "a"), seed=1, **kwargs)
-    b, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "b"), seed=1, **kwargs)
-    c, _ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "c"), seed=2, **kwargs)
+    a, _, *_ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "a"), seed=1, **kwargs)
+    b, _, *_ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "b"), seed=1, **kwargs)
+    c, _, *_ = prepare_dataset(tokenizer, dataset_dir=str(tmp_path / "c"), seed=2, **kwargs)
     assert a["train"][:] == b["train"][:] and a["validation"][:] == b["validation"][:]
     assert a["train"]["input_ids"][:] != c["train"]["input_ids"][:]
 
@@ -125,12 +140,12 @@ def test_same_seed_same_dataset_other_seed_other(tokenizer, tmp_path):
 def test_a_named_dataset_dir_travels_to_a_machine_without_the_corpus(tokenizer, corpus_file, tmp_path):
     import shutil
 
-    _, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "made"),
+    _, stats, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "made"),
                                max_seq_length=32, seed=1)
     shutil.copytree(tmp_path / "made", tmp_path / "elsewhere")
     os.remove(corpus_file)  # "another machine": the corpus is not there
     stamp = os.path.getmtime(tmp_path / "elsewhere" / "prepare.json")
-    dataset, again = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "elsewhere"),
+    dataset, again, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "elsewhere"),
                                      max_seq_length=32, seed=1, portable=True)
     assert again == stats and os.path.getmtime(tmp_path / "elsewhere" / "prepare.json") == stamp
     with pytest.raises(UsageError, match="prepared with other settings"):
@@ -140,20 +155,20 @@ def test_a_named_dataset_dir_travels_to_a_machine_without_the_corpus(tokenizer, 
 
 def test_scratch_of_a_killed_run_is_never_reused(tokenizer, corpus_file, tmp_path):
     """A scratch folder with this very host and pid (a restarted container) holds another corpus's tables."""
-    from pipeline.prepare import scratch_path
+    from pipeline.cache import scratch_path
 
     other = tmp_path / "other.txt"
     other.write_text("Stone water tree. Cloud wind fire.\nRiver road house. Field bird song.\n" * 30)
     dataset_dir = str(tmp_path / "dataset")
-    stale, _ = prepare_dataset(tokenizer, train_files=[str(other)], dataset_dir=str(tmp_path / "stale"),
+    stale, _, *_ = prepare_dataset(tokenizer, train_files=[str(other)], dataset_dir=str(tmp_path / "stale"),
                                max_seq_length=32, seed=1)
     work = scratch_path(dataset_dir, "work")
     work.mkdir(parents=True)
     for name in ("sentences.arrow", "nonempty.arrow", "train.arrow"):  # names prepare gives its tables
         (work / name).write_bytes(b"not what this corpus makes")
-    fresh, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir, max_seq_length=32,
+    fresh, stats, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=dataset_dir, max_seq_length=32,
                                    seed=1)
-    clean, clean_stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "clean"),
+    clean, clean_stats, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "clean"),
                                          max_seq_length=32, seed=1)
     assert stats == clean_stats and fresh["train"][:] == clean["train"][:]
     assert not work.exists()
@@ -163,17 +178,18 @@ def test_a_cache_left_only_as_old_by_a_kill_is_put_back(tokenizer, corpus_file, 
     import shutil
 
     dataset_dir = tmp_path / "dataset"
-    _, stats = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32)
+    _, stats, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32)
     dead_pid = 2**22 + 12345  # above pid_max on Linux: no process has it
     import socket
 
     shutil.move(dataset_dir, tmp_path / f".dataset.old-{socket.gethostname()}-{dead_pid}")
     stamp = os.path.getmtime(tmp_path / f".dataset.old-{socket.gethostname()}-{dead_pid}" / "prepare.json")
-    _, again = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32)
+    _, again, *_ = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32)
     assert again == stats and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     assert os.path.getmtime(dataset_dir / "prepare.json") == stamp  # reused, not rebuilt
 
 
+@pytest.mark.slow
 def test_pairs_do_not_depend_on_the_number_of_workers(tokenizer, tmp_path):
     """Several groups of documents: a 2-core laptop and a many-core node must train on the same pairs."""
     from tests.conftest import make_documents
@@ -241,7 +257,7 @@ def test_pairs_are_the_sentences_of_the_text_in_its_language(language, paragraph
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(joiner.join(p) for p in paragraphs) + "\n", encoding="utf-8")
 
-    dataset, _ = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=str(tmp_path / "d"),
+    dataset, _, *_ = prepare_dataset(tokenizer, train_files=[str(corpus)], dataset_dir=str(tmp_path / "d"),
                                  pairing="sentences", language=language, max_seq_length=128, nsp_probability=0.3,
                                  validation_split_percentage=0, seed=0)
     ids = [[tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in p] for p in paragraphs]

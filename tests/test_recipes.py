@@ -6,10 +6,9 @@ import os
 import pytest
 
 from pipeline.arguments import parse_args
+from tests.conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(glob.glob(os.path.join(ROOT, "recipes", "*.yaml")))
-MEDITATIONS = os.path.join(ROOT, "..", "shared", "data", "meditations.txt")
 
 
 def test_recipes_exist():

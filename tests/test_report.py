@@ -11,6 +11,8 @@ from pipeline.__main__ import main as cli
 from pipeline.train import main
 from tests.conftest import make_documents
 
+pytestmark = pytest.mark.train  # a real run, shared by the tests of its outputs
+
 
 @pytest.fixture(scope="module")
 def run(tiny_model_dir, tmp_path_factory):

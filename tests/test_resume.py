@@ -11,9 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipeline.cache import CACHE_NAME
 from tests.conftest import make_documents
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def command(model_dir, corpus, out, *extra):
@@ -24,15 +23,15 @@ def command(model_dir, corpus, out, *extra):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
+def test_killed_run_resumes_to_the_same_weights(tiny_model_dir, tmp_path, root, subprocess_env):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(make_documents(80, seed=5)) + "\n")
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = subprocess_env
     whole, broken = str(tmp_path / "whole"), str(tmp_path / "broken")
-    subprocess.run(command(tiny_model_dir, str(corpus), whole), check=True, capture_output=True, env=env, cwd=ROOT)
+    subprocess.run(command(tiny_model_dir, str(corpus), whole), check=True, capture_output=True, env=env, cwd=root)
 
     # 40 steps with a checkpoint every 2: the kill lands mid-run, soon after checkpoint-4 is complete.
-    proc = subprocess.Popen(command(tiny_model_dir, str(corpus), broken), env=env, cwd=ROOT,
+    proc = subprocess.Popen(command(tiny_model_dir, str(corpus), broken), env=env, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = os.path.join(broken, "checkpoint-4", "trainer_state.json")
     deadline = time.time() + 300
@@ -43,7 +42,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
     assert not os.path.exists(os.path.join(broken, "model.safetensors")), "the run finished before the kill"
 
     result = subprocess.run(command(tiny_model_dir, str(corpus), broken, "--resume_from_checkpoint", "latest"),
-                            capture_output=True, text=True, env=env, cwd=ROOT)
+                            capture_output=True, text=True, env=env, cwd=root)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming from" in result.stdout and "checkpoint-" in result.stdout
     # The same final loss (the last logged training loss and the held-out evaluation) and the same weights.
@@ -59,30 +58,38 @@ def test_killed_run_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_prepare_leaves_a_cache_the_next_run_can_trust(tiny_model_dir, tmp_path):
+def test_killed_prepare_leaves_a_cache_the_next_run_can_trust(tiny_model_dir, tmp_path, root, subprocess_env):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(make_documents(3000, seed=6)) + "\n")
-    env = {**os.environ, "PYTHONPATH": ROOT}
     prepare = [sys.executable, "-m", "pipeline", "prepare", "--model_name_or_path", tiny_model_dir, "--train_file",
-               str(corpus), "--max_seq_length", "48", "--dupe_factor", "4"]
-    clean = subprocess.run([*prepare, "--output_dir", str(tmp_path / "clean")], capture_output=True, text=True,
-                           env=env, cwd=ROOT, check=True).stdout
+               str(corpus), "--max_seq_length", "48", "--dupe_factor", "4", "--output_dir", str(tmp_path / "out")]
 
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([*prepare, "--output_dir", str(out)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+    def env(name):  # a datasets cache of its own for the clean and the killed runs
+        return {**subprocess_env, "HF_DATASETS_CACHE": str(tmp_path / name)}
+
+    def stats(stdout):  # the statistics, less the last line (where the dataset is and how long it took)
+        return stdout.strip().splitlines()[:-1]
+
+    clean = subprocess.run(prepare, capture_output=True, text=True, env=env("clean"), cwd=root, check=True).stdout
+
+    cache = tmp_path / "killed" / CACHE_NAME
+    proc = subprocess.Popen(prepare, env=env("killed"), cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not (out.is_dir() and any(p.name.startswith(".dataset.") for p in out.iterdir())) and time.time() < deadline:
+    while not (cache.is_dir() and any(p.name.startswith(".dataset-") for p in cache.iterdir())) \
+            and time.time() < deadline:
         time.sleep(0.01)  # until its scratch folder appears: it is mid-way
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "dataset").exists(), "prepare finished before the kill"
+    assert not any(p.name.startswith("dataset-") for p in cache.iterdir()), "prepare finished before the kill"
 
-    again = subprocess.run([*prepare, "--output_dir", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
+    again = subprocess.run(prepare, capture_output=True, text=True, env=env("killed"), cwd=root)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout == clean  # the same statistics as an uninterrupted run
-    assert sorted(p.name for p in out.iterdir()) == ["dataset"]  # the killed run's scratch is gone
+    assert stats(again.stdout) == stats(clean) and "(built in " in again.stdout  # as an uninterrupted run
+    built = sorted(p.name for p in cache.iterdir())  # the killed run's scratch is gone
+    assert len(built) == 1 and built[0].startswith("dataset-")
     from datasets import load_from_disk
 
-    killed, clean = (load_from_disk(str(tmp_path / name / "dataset"))["train"][:] for name in ("killed", "clean"))
+    killed, clean = (load_from_disk(str(tmp_path / name / CACHE_NAME / built[0]))["train"][:]
+                     for name in ("killed", "clean"))
     assert killed == clean

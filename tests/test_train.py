@@ -2,17 +2,18 @@
 
 import json
 import os
+import re
 
 import pytest
 import torch
 from transformers import AutoTokenizer, BertForPreTraining
 
 from pipeline.__main__ import main as cli
+from pipeline.cache import cache_root
 from pipeline.train import main
-from tests.test_recipes import MEDITATIONS, ROOT
+from tests.conftest import FAST_TRAIN as FAST
 
-FAST = ["--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "1",
-        "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
+pytestmark = pytest.mark.train  # every test here runs a command end to end
 
 
 def test_train_runs_and_output_reloads(tiny_model_dir, corpus_file, tmp_path, capsys):
@@ -36,7 +37,11 @@ def test_train_runs_and_output_reloads(tiny_model_dir, corpus_file, tmp_path, ca
     assert type(model) is BertForPreTraining and tokenizer.vocab_size == model.config.vocab_size
     trained = trainer.model.state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
-    assert os.path.isdir(os.path.join(out, "dataset", "train"))
+    # output_dir holds the run only; the prepared dataset is in the `datasets` cache, named by its inputs.
+    assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors", "report.json", "report.png",
+                                       "run.json", "tokenizer.json", "tokenizer_config.json", "training_args.bin"]
+    prepared = json.load(open(os.path.join(out, "report.json")))["prepared"]
+    assert os.path.dirname(prepared["path"]) == str(cache_root()) and not prepared["reused"]
 
 
 def test_cli_train_and_prepare_share_the_cache(tiny_model_dir, corpus_file, tmp_path, capsys):
@@ -45,17 +50,44 @@ def test_cli_train_and_prepare_share_the_cache(tiny_model_dir, corpus_file, tmp_
             "--max_seq_length", "32"]
     assert cli(["prepare", *args]) == 0
     stats = capsys.readouterr().out
-    assert "train:" in stats and "negatives" in stats
-    stamp = os.path.getmtime(os.path.join(out, "dataset", "prepare.json"))
+    assert "train:" in stats and "negatives" in stats and "(built in " in stats
+    path = re.search(r"prepared dataset: (\S+) \(built", stats).group(1)
+    stamp = os.path.getmtime(os.path.join(path, "prepare.json"))
     assert cli(["train", *args, "--max_steps", "1", *FAST]) == 0
-    assert os.path.getmtime(os.path.join(out, "dataset", "prepare.json")) == stamp
+    assert f"prepared dataset: {path} (reused)" in capsys.readouterr().out
+    assert os.path.getmtime(os.path.join(path, "prepare.json")) == stamp
     assert json.load(open(os.path.join(out, "config.json")))["architectures"] == ["BertForPreTraining"]
 
 
-@pytest.mark.skipif(not os.path.isfile(MEDITATIONS), reason="the seed's corpus is not beside this checkout")
-def test_meditations_recipe_runs_offline_on_local_files(tmp_path):
-    import torch
+def test_runs_in_two_output_dirs_prepare_once(tiny_model_dir, corpus_file, tmp_path):
+    """A learning-rate sweep: the second run, in another output_dir, reuses what the first one prepared."""
+    base = ["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--max_seq_length", "32",
+            "--max_steps", "1", *FAST]
+    main([*base, "--output_dir", str(tmp_path / "a")])
+    main([*base, "--output_dir", str(tmp_path / "b"), "--learning_rate", "1.0e-3"])
+    reports = [json.load(open(tmp_path / name / "report.json")) for name in ("a", "b")]
+    assert [r["prepared"]["reused"] for r in reports] == [False, True]
+    assert reports[0]["prepared"]["path"] == reports[1]["prepared"]["path"] and reports[0]["corpus"] == reports[1]["corpus"]
+    assert [p.name.split("-")[0] for p in cache_root().iterdir()] == ["dataset"]  # one copy, no leftovers
 
+
+def test_a_pinned_dataset_dir_trains_where_the_corpus_is_not(tiny_model_dir, corpus_file, tmp_path, capsys):
+    """prepare --dataset_dir on one machine, the folder copied to another, train --dataset_dir there: no corpus,
+    nothing prepared again."""
+    import shutil
+
+    args = ["--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--max_seq_length", "32"]
+    assert cli(["prepare", *args, "--output_dir", str(tmp_path / "a"), "--dataset_dir", str(tmp_path / "made")]) == 0
+    shutil.copytree(tmp_path / "made", tmp_path / "copied")
+    os.remove(corpus_file)
+    capsys.readouterr()
+    assert cli(["train", *args, "--output_dir", str(tmp_path / "b"), "--dataset_dir", str(tmp_path / "copied"),
+                "--max_steps", "1", *FAST]) == 0
+    assert f"prepared dataset: {tmp_path / 'copied'} (reused)" in capsys.readouterr().out
+    assert not cache_root().exists() or not any(cache_root().iterdir())  # nothing was built in the cache
+
+
+def test_meditations_recipe_runs_offline_on_local_files(meditations, root, tmp_path):
     from tests.conftest import make_model, make_tokenizer
 
     torch.manual_seed(0)
@@ -63,8 +95,8 @@ def test_meditations_recipe_runs_offline_on_local_files(tmp_path):
     tokenizer = make_tokenizer()
     make_model(len(tokenizer), max_position_embeddings=512).save_pretrained(local)
     tokenizer.save_pretrained(local)
-    trainer = main(["--config", os.path.join(ROOT, "recipes", "meditations-bert-base.yaml"),
-                    "--model_name_or_path", str(local), "--train_file", MEDITATIONS,
+    trainer = main(["--config", os.path.join(root, "recipes", "meditations-bert-base.yaml"),
+                    "--model_name_or_path", str(local), "--train_file", meditations,
                     "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--save_strategy", "no"],
                    return_trainer=True)
     assert trainer.state.global_step == 2 and trainer.args.per_device_train_batch_size == 16
@@ -89,7 +121,9 @@ def test_inspect_text_and_jsonl(tiny_model_dir, corpus_file, tmp_path, capsys):
             "--max_seq_length", "48"]
     assert cli(["inspect", *args, "--num_examples", "3"]) == 0
     text = capsys.readouterr().out
-    assert "Sentence lengths" in text and "#2 label" in text and "[CLS]" in text and "<" in text
+    assert "Sentence lengths" in text and "#2 label" in text and "[CLS]" in text
+    examples = text.split("marks a predicted token):", 1)[1]  # the header itself shows <shown=original>
+    assert len(re.findall(r"<[^\s<>=]+=[^\s<>=]+>", examples)) >= 3  # masked positions, as <shown=original>
     assert cli(["inspect", *args, "--num_examples", "7", "--format", "jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(rows) == 7

@@ -1,36 +1,9 @@
-import numpy as np
+"""The Trainer subclass: exact loss means under gradient accumulation, head learning rates."""
 
-from pipeline.trainer import EpochDrawSampler
-
-
-def test_each_epoch_trains_on_its_own_draw():
-    draws = np.array([0] * 10 + [1] * 12 + [2] * 11)
-    sampler = EpochDrawSampler(draws, None, batch_size=4, seed=0)
-    assert len(sampler) == 10
-    seen = []
-    for epoch in range(4):
-        sampler.set_epoch(epoch)
-        rows = list(sampler)
-        assert len(rows) == 10 and len(set(rows)) == 10
-        assert set(draws[rows]) == {epoch % 3}
-        seen.append(rows)
-    sampler.set_epoch(0)
-    assert list(sampler) == seen[0]  # deterministic for a seed
-    assert list(EpochDrawSampler(draws, None, batch_size=4, seed=1)) != seen[0]
+import pytest
 
 
-def test_group_by_length_keeps_the_draw():
-    draws = np.zeros(400, dtype=int)
-    lengths = np.random.default_rng(0).integers(5, 128, 400)
-    sampler = EpochDrawSampler(draws, lengths, batch_size=8, seed=0)
-    rows = list(sampler)
-    assert sorted(rows) == list(range(400))
-    # Batches are length-homogeneous: far less padding than a random order.
-    batches = [lengths[rows[i:i + 8]] for i in range(0, 400, 8)]
-    random_batches = [lengths[i:i + 8] for i in range(0, 400, 8)]
-    assert sum(b.max() * 8 - b.sum() for b in batches) < 0.5 * sum(b.max() * 8 - b.sum() for b in random_batches)
-
-
+@pytest.mark.train
 def test_logged_loss_is_the_same_with_gradient_accumulation(tmp_path):
     """Four micro-batches of 4 must log the loss of one batch of 16: true token and example means."""
     import torch
@@ -39,14 +12,13 @@ def test_logged_loss_is_the_same_with_gradient_accumulation(tmp_path):
 
     from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
     from pipeline.trainer import PreTrainer
-    from tests.conftest import make_model, make_tokenizer
-    from tests.test_collator import examples
+    from tests.conftest import make_examples, make_model, make_tokenizer
 
     tokenizer = make_tokenizer()  # its own: the data must not depend on what other tests did to a shared one
 
     collator = DataCollatorForPreTraining(tokenizer, seed=0)
     # Fixed masks (as for evaluation) so both runs see identical inputs and labels.
-    data = fix_eval_masks(Dataset.from_list(examples(tokenizer, 16, seed=3)), collator, seed=0)
+    data = fix_eval_masks(Dataset.from_list(make_examples(tokenizer, 16, seed=3)), collator, seed=0)
     # Half the rows keep a single masked token, so micro-batches hold very different numbers of
     # masked tokens and a mean of micro-batch means is far from the mean over all masked tokens.
     def thin(row, index):

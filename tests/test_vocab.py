@@ -1,61 +1,23 @@
-"""Fertility, domain words, vocabulary extension and from-scratch tokenizers, on the tiny BERT."""
+"""Fertility, domain words, vocabulary extension and from-scratch tokenizers, on the tiny BERT
+(pipeline/fertility.py, pipeline/vocabulary.py, pipeline/wordpiece.py)."""
 
 import json
 import os
-import random
-import socket
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForPreTraining
+from transformers import AutoTokenizer, BertForPreTraining
 
 from pipeline.__main__ import main as cli
+from pipeline.cache import cache_root, tokenizer_fingerprint
 from pipeline.errors import UsageError
-from pipeline.prepare import tokenizer_fingerprint
+from pipeline.fertility import count_words, domain_words, fertility
 from pipeline.train import main
-from pipeline.vocab import (SCRATCH_DIR, count_words, domain_words, extend_tokenizer, extend_vocabulary, fertility,
-                            read_domain_words, train_wordpiece)
-from tests.conftest import WORDS, make_model, make_sentence, make_tokenizer, make_vocab
-from tests.test_distributed import ROOT
-from tests.test_train import FAST
-
-# Words the tiny vocabulary splits: 3 pieces (mou ##den ##ing) or 2 (mou ##den).
-DOMAIN = ["moudening", "valdening", "cloudering", "mouden", "rivne", "forning", "stonely", "summerly"]
-
-
-def domain_documents(n_docs: int, seed: int = 0) -> list[str]:
-    """Generated documents where domain words are frequent, the first of DOMAIN most often."""
-    rng = random.Random(seed)
-    weights = [len(DOMAIN) - i for i in range(len(DOMAIN))]
-    documents = []
-    for _ in range(n_docs):
-        sentences = []
-        for _ in range(rng.randint(2, 8)):
-            words = make_sentence(rng).rstrip(".?!").split()
-            words.insert(rng.randrange(len(words)), rng.choices(DOMAIN, weights)[0])
-            sentences.append(" ".join(words) + ".")
-        documents.append(" ".join(sentences))
-    return documents
-
-
-@pytest.fixture
-def domain_corpus(tmp_path):
-    path = tmp_path / "domain.txt"
-    path.write_text("\n".join(domain_documents(60)) + "\n", encoding="utf-8")
-    return str(path)
-
-
-@pytest.fixture
-def config_dir(tmp_path):
-    """A folder with a tiny BERT config.json, for --config_name."""
-    path = tmp_path / "config"
-    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-               max_position_embeddings=64).save_pretrained(path)
-    return path
+from pipeline.vocabulary import extend_tokenizer, extend_vocabulary, read_domain_words
+from pipeline.wordpiece import train_wordpiece
+from tests.conftest import DOMAIN, FAST_TRAIN, WORDS, domain_documents, make_model, make_tokenizer, make_vocab
 
 
 def test_count_words_and_fertility_are_exact(tokenizer):
@@ -135,11 +97,12 @@ def test_domain_tokens_file_is_normalized_and_checked(tokenizer, tmp_path):
         read_domain_words(str(path), tokenizer)
 
 
+@pytest.mark.train
 def test_train_with_domain_tokens_stays_tied_and_reloads(tiny_model_dir, domain_corpus, tmp_path, capsys):
     out = str(tmp_path / "run")
     trainer = main(["--model_name_or_path", tiny_model_dir, "--train_file", domain_corpus, "--output_dir", out,
                     "--max_seq_length", "48", "--max_steps", "3", "--learning_rate", "1.0e-3",
-                    "--validation_split_percentage", "10", "--add_domain_tokens", "8", *FAST], return_trainer=True)
+                    "--validation_split_percentage", "10", "--add_domain_tokens", "8", *FAST_TRAIN], return_trainer=True)
     printed = capsys.readouterr().out
     assert "word-pieces per word" in printed and "8 domain tokens added (5 into [unused] slots, 3 appended)" in printed
     assert trainer.state.global_step == 3
@@ -159,7 +122,8 @@ def test_train_with_domain_tokens_stays_tied_and_reloads(tiny_model_dir, domain_
     assert report["after"]["pieces_per_word"] < report["before"]["pieces_per_word"]
     assert "## Vocabulary" in Path(out, "README.md").read_text()
     # The prepared dataset was built with the extended tokenizer, so it is not the base tokenizer's cache.
-    prepared = json.loads(Path(out, "dataset", "prepare.json").read_text())["config"]["tokenizer"]
+    path = json.loads(Path(out, "report.json").read_text())["prepared"]["path"]
+    prepared = json.loads(Path(path, "prepare.json").read_text())["config"]["tokenizer"]
     assert prepared == tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(make_tokenizer())
 
 
@@ -172,12 +136,13 @@ def test_train_wordpiece_is_a_bert_tokenizer(tmp_path):
     assert ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 2
 
 
+@pytest.mark.train
 def test_from_scratch_tokenizer_and_model_train_and_reload(tiny_model_dir, domain_corpus, config_dir, tmp_path,
                                                            capsys):
     out = str(tmp_path / "run")
     args = ["--model_name_or_path", tiny_model_dir, "--train_file", domain_corpus, "--output_dir", out,
             "--max_seq_length", "48", "--tokenizer_from_scratch", "150", "--config_name", str(config_dir)]
-    trainer = main([*args, "--max_steps", "2", *FAST], return_trainer=True)
+    trainer = main([*args, "--max_steps", "2", *FAST_TRAIN], return_trainer=True)
     assert "trained from scratch" in capsys.readouterr().out
     assert trainer.state.global_step == 2
 
@@ -187,10 +152,15 @@ def test_from_scratch_tokenizer_and_model_train_and_reload(tiny_model_dir, domai
     ids = tokenizer("Moudening rivers.")["input_ids"]
     assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids, skip_special_tokens=True) == "moudening rivers."
     assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
-    # WordPiece training is not repeatable, so `prepare` must load the run's tokenizer and reuse its dataset.
-    stamp = os.path.getmtime(os.path.join(out, "dataset", "prepare.json"))
+    # WordPiece training is not repeatable, so `prepare` must load the run's tokenizer (kept in the cache, not in
+    # output_dir) and reuse its dataset.
+    assert not os.path.exists(os.path.join(out, "scratch-tokenizer"))
+    scratch = [p for p in cache_root().iterdir() if p.name.startswith("tokenizer-")]
+    assert len(scratch) == 1 and AutoTokenizer.from_pretrained(scratch[0]).get_vocab() == tokenizer.get_vocab()
+    path = json.loads(Path(out, "report.json").read_text())["prepared"]["path"]
+    stamp = os.path.getmtime(os.path.join(path, "prepare.json"))
     assert cli(["prepare", *args]) == 0
-    assert os.path.getmtime(os.path.join(out, "dataset", "prepare.json")) == stamp
+    assert os.path.getmtime(os.path.join(path, "prepare.json")) == stamp
 
 
 def test_vocab_command_prints_the_fit_and_the_words_it_would_add(tiny_model_dir, domain_corpus, tmp_path, capsys):
@@ -225,22 +195,3 @@ def test_words_are_counted_like_the_tokenizer_splits_them(tokenizer):
     text = " ".join(WORDS) + ". " + "Stone,water!stone"
     counts = count_words(tokenizer, [text])
     assert counts["stone"] == 3 and counts["water"] == 2 and counts[","] == 1
-
-
-@pytest.mark.slow
-def test_two_processes_train_one_scratch_tokenizer(tiny_model_dir, domain_corpus, config_dir, tmp_path):
-    """Rank 0 trains and saves the tokenizer; rank 1 waits and loads it, so both tokenize alike."""
-    out = tmp_path / "run"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           os.path.join(ROOT, "tests", "ddp_worker.py"), "--model_name_or_path", tiny_model_dir,
-           "--train_file", domain_corpus, "--output_dir", str(out), "--max_seq_length", "48",
-           "--tokenizer_from_scratch", "150", "--config_name", str(config_dir), "--max_steps", "2", *FAST]
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0]["train_hash"] == ranks[1]["train_hash"]
-    assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(out / SCRATCH_DIR).get_vocab()
