@@ -4,14 +4,16 @@
 
 Every step is a batched `datasets` .map(): sentences split and tokenized, whole documents held out,
 pairs drawn. The result is saved in the cache folder its inputs name (pipeline/cache.py), or in a
-`dataset_dir` the user names, beside a `prepare.json` of everything it depends on, so `train` (in any
-output_dir, on this machine or another) reuses it instead of recomputing.
+`dataset_dir` the user names, beside a `prepare.json` of everything it depends on and its files' checksums,
+so `train` (in any output_dir, on this machine or another) reuses it instead of recomputing, once it has
+checked that the files are those that were saved.
 """
 
 import hashlib
 import math
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 
-from pipeline.cache import (file_fingerprints, keyed_dir, read_meta, remove_stale_scratch, save_atomically,
-                            scratch_path, tokenizer_fingerprint)
+from pipeline.cache import (file_fingerprints, find_damage, keyed_dir, read_meta, remove_stale_scratch,
+                            save_atomically, scratch_path, tokenizer_fingerprint)
 from pipeline.corpus import check_text_files, file_format, load_documents, resolve_train_files
 from pipeline.encoding import SentenceEncoder, encode_documents
 from pipeline.errors import UsageError
@@ -134,6 +136,27 @@ def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_
                        sep_token_id=tokenizer.sep_token_id, **pair_kwargs))
 
 
+def check_saved(target: Path, saved: dict, *, can_rebuild: bool) -> bool:
+    """Whether the dataset saved in target (with prepare.json `saved`) may be used: True if every file is as it was
+    saved; False, said on stderr, if it is to be rebuilt; refused if it is damaged and there is no corpus to rebuild it.
+    """
+    if "checksums" not in saved:
+        # Prepared before checksums were recorded, so nothing can vouch for it: rebuilt where the corpus is; a copy
+        # without its corpus is used unverified, as before, rather than refused with no way to fix it.
+        print(f"prepared dataset in {target} has no checksums (prepared by an older version); "
+              + ("rebuilding it" if can_rebuild else "using it unverified (prepare it again where the corpus is to add "
+                                                     "them)"), file=sys.stderr)
+        return not can_rebuild
+    damage = find_damage(target, saved["checksums"])
+    if damage is None:
+        return True
+    if not can_rebuild:
+        raise UsageError(f"the prepared dataset in {target} is damaged ({damage}) and the corpus to rebuild it is not "
+                         "here; copy the folder again, or give train_file.")
+    print(f"prepared dataset in {target} is damaged ({damage}); rebuilding it", file=sys.stderr)
+    return False
+
+
 class Prepared(NamedTuple):
     """A prepared dataset, its statistics, the folder it is saved in, whether it was there already, and the seconds
     `prepare_dataset` took (to build it, or to find and load it)."""
@@ -180,7 +203,8 @@ def prepare_dataset(
     (a dataset_dir the user named), the corpus files may be elsewhere or absent, as on another machine:
     the tokenizer and data settings must still match. `read_corpus`, if given, returns the corpus already
     read and split (`load_corpus`), so a corpus read for the vocabulary is not read again; it is called
-    only if the dataset must be built.
+    only if the dataset must be built. A saved dataset is used only once its files are checked (`check_saved`):
+    a damaged one is rebuilt, or refused where the corpus is not there.
     """
     started = time.perf_counter()
     target = Path(dataset_dir) if dataset_dir else None
@@ -190,6 +214,10 @@ def prepare_dataset(
     try:
         files = resolve_train_files(train_files, cache_dir) if train_files and not dataset_name else []
     except UsageError:
+        if portable and previous is None and not overwrite_cache and target.is_dir() and any(target.iterdir()):
+            raise UsageError(f"{target} has no readable prepare.json (a damaged or incomplete copy of a prepared "
+                             "dataset) and the corpus to rebuild it is not here; copy the folder again, or give "
+                             "train_file.")
         if not (portable and previous):
             raise
         files = None
@@ -210,7 +238,8 @@ def prepare_dataset(
     if previous is not None:
         unchanged = {k: v for k, v in config.items() if k != "files"} == \
             {k: v for k, v in previous["config"].items() if k != "files"}
-        if unchanged and (files is None or previous["config"]["files"] == config["files"]):
+        if unchanged and (files is None or previous["config"]["files"] == config["files"]) and \
+                check_saved(target, previous, can_rebuild=files is not None):
             return Prepared(load_from_disk(str(target)), previous["stats"], str(target), True,
                             time.perf_counter() - started)
         if files is None:

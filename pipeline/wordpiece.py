@@ -4,12 +4,13 @@
 """
 
 import hashlib
+import sys
 from collections.abc import Iterable
 
 from tokenizers.implementations import BertWordPieceTokenizer
 from transformers import AutoTokenizer, BertTokenizer
 
-from pipeline.cache import keyed_dir, read_meta, remove_stale_scratch, save_atomically
+from pipeline.cache import find_damage, keyed_dir, read_meta, remove_stale_scratch, save_atomically
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -32,7 +33,8 @@ def scratch_tokenizer(texts: Iterable[str], vocab_size: int, *, lowercase: bool,
 
     WordPiece training breaks ties between equally frequent merges differently from run to run, so
     `prepare`, `train`, a resumed run and every process must load one saved tokenizer, not retrain:
-    it is keyed by the vocabulary size, the casing and a hash of the texts it was trained on.
+    it is keyed by the vocabulary size, the casing and a hash of the texts it was trained on. A saved one whose
+    files differ from their checksums is trained again.
     """
     digest = hashlib.sha256()
     for text in texts:
@@ -40,7 +42,12 @@ def scratch_tokenizer(texts: Iterable[str], vocab_size: int, *, lowercase: bool,
     key = {"vocab_size": vocab_size, "lowercase": lowercase, "corpus": digest.hexdigest()}
     target = keyed_dir("tokenizer", key, cache_dir)
     remove_stale_scratch(target)
-    if (read_meta(target) or {}).get("config") != key:
+    saved = read_meta(target) or {}
+    # One saved before checksums were recorded is kept: training again could change ids a checkpoint was trained on.
+    damage = find_damage(target, saved["checksums"]) if saved.get("config") == key and "checksums" in saved else None
+    if damage is not None:
+        print(f"tokenizer in {target} is damaged ({damage}); training it again", file=sys.stderr)
+    if saved.get("config") != key or damage is not None:
         tokenizer = train_wordpiece(texts, vocab_size, lowercase=lowercase)
         save_atomically(target, {"config": key}, tokenizer.save_pretrained)
     return AutoTokenizer.from_pretrained(target)

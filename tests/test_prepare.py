@@ -1,9 +1,15 @@
 import json
 import os
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import load_from_disk
 
+from pipeline.__main__ import main
+from pipeline.cache import cache_root, find_damage, read_meta
 from pipeline.errors import UsageError
 from pipeline.prepare import prepare_dataset
 
@@ -285,3 +291,144 @@ def test_an_empty_split_pairs_to_nothing(tokenizer):
                               features=DOCUMENT_FEATURES)
     assert len(pair_documents(empty, split="validation", seed=0, tokenizer=tokenizer, num_proc=2, max_num_tokens=20,
                               objective="mlm")) == 0
+
+
+ARROW = "data-00000-of-00001.arrow"
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def _flip(path):
+    """64 bytes in the middle of the file inverted: its size, and often its loading, unchanged."""
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        chunk = f.read(64)
+        f.seek(-len(chunk), os.SEEK_CUR)
+        f.write(bytes(255 - b for b in chunk))
+
+
+# (id, what is done to the prepared folder, how the damage is named)
+DAMAGE = [
+    ("truncated arrow", lambda d: _truncate(d / "train" / ARROW),
+     rf"train/{ARROW} truncated to [\d,]+ of [\d,]+ bytes"),
+    ("bytes changed in arrow", lambda d: _flip(d / "train" / ARROW), rf"train/{ARROW} changed"),
+    ("state.json missing", lambda d: os.remove(d / "train" / "state.json"), r"train/state\.json missing"),
+    ("dataset_info.json missing", lambda d: os.remove(d / "validation" / "dataset_info.json"),
+     r"validation/dataset_info\.json missing"),
+    ("dataset_dict.json missing", lambda d: os.remove(d / "dataset_dict.json"), r"dataset_dict\.json missing"),
+    ("validation split deleted", lambda d: shutil.rmtree(d / "validation"), rf"validation/{ARROW} missing, and 2 more"),
+]
+
+
+def _rows(path) -> dict:
+    dataset = load_from_disk(str(path))
+    return {split: dataset[split][:] for split in dataset}
+
+
+def _files(path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _hidden(*folders) -> list:
+    """Scratch folders (hidden siblings) a run left."""
+    return [p.name for folder in folders for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def _said(stderr: str) -> list[str]:
+    """The lines of stderr that this tool wrote (progress bars aside)."""
+    return [line for line in stderr.splitlines() if line.startswith(("bert-pretrain", "prepared dataset"))]
+
+
+@pytest.mark.parametrize("name, damage, named", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_dataset_is_rebuilt_or_refused_before_it_is_used(name, damage, named, tiny_model_dir, corpus_file,
+                                                                   tmp_path, capsys):
+    argv = ["prepare", "--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--max_seq_length", "32",
+            "--output_dir", str(tmp_path / "out")]
+    assert main(argv) == 0
+    [keyed] = cache_root().iterdir()
+    rows = _rows(keyed)
+    shutil.copytree(keyed, tmp_path / "copy")
+
+    # In the cache: rebuilt from the corpus, row for row the dataset it was, with nothing left beside it.
+    damage(keyed)
+    capsys.readouterr()
+    assert main(argv) == 0
+    [said] = _said(capsys.readouterr().err)
+    assert re.fullmatch(rf"prepared dataset in {re.escape(str(keyed))} is damaged \({named}\); rebuilding it", said)
+    assert _rows(keyed) == rows and find_damage(keyed, read_meta(keyed)["checksums"]) is None
+    assert [p.name for p in cache_root().iterdir()] == [keyed.name]
+
+    # A copy on a machine without the corpus: one sentence naming the damage and the fix, exit 2, nothing written.
+    copy = tmp_path / "copy"
+    damage(copy)
+    os.remove(corpus_file)
+    before = _files(copy)
+    assert main(argv + ["--dataset_dir", str(copy)]) == 2
+    [said] = _said(capsys.readouterr().err)
+    assert re.fullmatch(rf"bert-pretrain prepare: error: the prepared dataset in {re.escape(str(copy))} is damaged "
+                        rf"\({named}\) and the corpus to rebuild it is not here; copy the folder again, or give "
+                        r"train_file\.", said)
+    assert _files(copy) == before and _hidden(tmp_path, cache_root()) == []
+
+
+def test_an_intact_dataset_is_checked_and_reused(tokenizer, corpus_file, capsys):
+    built = prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=32)
+    capsys.readouterr()
+    folder = Path(built.path)
+    stamp = (folder / "prepare.json").stat().st_mtime_ns
+    # A file it was not saved with (a `.map()` cache, an OS's metadata) is read by nothing that loads it: not damage.
+    (folder / "train" / "cache-0123456789abcdef.arrow").write_bytes(b"written by a .map() on the loaded dataset")
+    again = prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=32)
+    assert again.reused and (folder / "prepare.json").stat().st_mtime_ns == stamp
+    assert again.dataset["train"][:] == built.dataset["train"][:] and _said(capsys.readouterr().err) == []
+
+
+def test_a_damaged_dataset_dir_beside_its_corpus_is_rebuilt(tokenizer, corpus_file, tmp_path, capsys):
+    dataset_dir = tmp_path / "dataset"
+    built = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32,
+                            portable=True)
+    rows = _rows(dataset_dir)
+    _flip(dataset_dir / "validation" / ARROW)
+    again = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(dataset_dir), max_seq_length=32,
+                            portable=True)
+    assert _said(capsys.readouterr().err) == [
+        f"prepared dataset in {dataset_dir} is damaged (validation/{ARROW} changed); rebuilding it"]
+    assert not again.reused and again.stats == built.stats and _rows(dataset_dir) == rows
+    assert _hidden(tmp_path) == []
+
+
+def test_a_copy_without_prepare_json_and_without_its_corpus_is_refused(tiny_model_dir, corpus_file, tmp_path, capsys):
+    argv = ["prepare", "--model_name_or_path", tiny_model_dir, "--train_file", corpus_file, "--max_seq_length", "32",
+            "--output_dir", str(tmp_path / "out"), "--dataset_dir", str(tmp_path / "copy")]
+    assert main(argv) == 0
+    os.remove(tmp_path / "copy" / "prepare.json")
+    os.remove(corpus_file)
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert _said(capsys.readouterr().err) == [
+        f"bert-pretrain prepare: error: {tmp_path / 'copy'} has no readable prepare.json (a damaged or incomplete copy "
+        "of a prepared dataset) and the corpus to rebuild it is not here; copy the folder again, or give train_file."]
+
+
+def test_a_dataset_from_before_checksums_is_rebuilt_or_used_unverified(tokenizer, corpus_file, tmp_path, capsys):
+    """Rebuilt where its corpus is; a copy without its corpus is used as before, with a warning."""
+    built = prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=32)
+    folder, rows = Path(built.path), _rows(built.path)
+    meta = read_meta(folder)
+    del meta["checksums"]
+    (folder / "prepare.json").write_text(json.dumps(meta))
+    shutil.copytree(folder, tmp_path / "copy")
+    again = prepare_dataset(tokenizer, train_files=[corpus_file], max_seq_length=32)
+    assert not again.reused and "checksums" in read_meta(folder) and _rows(folder) == rows
+    assert _said(capsys.readouterr().err) == [
+        f"prepared dataset in {folder} has no checksums (prepared by an older version); rebuilding it"]
+    os.remove(corpus_file)
+    copied = prepare_dataset(tokenizer, train_files=[corpus_file], dataset_dir=str(tmp_path / "copy"),
+                             max_seq_length=32, portable=True)
+    assert copied.reused and _rows(tmp_path / "copy") == rows
+    assert _said(capsys.readouterr().err) == [
+        f"prepared dataset in {tmp_path / 'copy'} has no checksums (prepared by an older version); using it unverified "
+        "(prepare it again where the corpus is to add them)"]
