@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 
-from pipeline.cache import (file_fingerprints, find_damage, keyed_dir, read_meta, remove_stale_scratch,
+from pipeline.cache import (META_FILE, file_fingerprints, find_damage, keyed_dir, read_meta, remove_stale_scratch,
                             save_atomically, scratch_path, tokenizer_fingerprint)
 from pipeline.corpus import check_text_files, file_format, load_documents, resolve_train_files
 from pipeline.encoding import SentenceEncoder, encode_documents
@@ -210,6 +210,11 @@ def prepare_dataset(
     target = Path(dataset_dir) if dataset_dir else None
     if target is not None:
         remove_stale_scratch(target)
+        # A rebuild replaces the whole folder: never one that holds something other than a prepared dataset.
+        if target.is_dir() and any(target.iterdir()) and not any(
+                (target / name).exists() for name in (META_FILE, "dataset_dict.json")):
+            raise UsageError(f"dataset_dir {target} holds other files, not a prepared dataset, and would be replaced; "
+                             "give a new or empty folder.")
     previous = read_meta(target) if target is not None and not overwrite_cache else None
     try:
         files = resolve_train_files(train_files, cache_dir) if train_files and not dataset_name else []

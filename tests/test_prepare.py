@@ -432,3 +432,13 @@ def test_a_dataset_from_before_checksums_is_rebuilt_or_used_unverified(tokenizer
     assert _said(capsys.readouterr().err) == [
         f"prepared dataset in {tmp_path / 'copy'} has no checksums (prepared by an older version); using it unverified "
         "(prepare it again where the corpus is to add them)"]
+
+
+def test_a_dataset_dir_of_other_files_is_never_replaced(tiny_model_dir, corpus_file, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not a dataset")
+    assert main(["prepare", "--model_name_or_path", tiny_model_dir, "--train_file", corpus_file,
+                 "--max_seq_length", "32", "--dataset_dir", str(mine), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "holds other files, not a prepared dataset" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
