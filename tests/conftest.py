@@ -167,7 +167,8 @@ def make_family_model(model_type: str, tokenizer, *, max_positions: int = 128):
 
     family = FAMILIES[model_type]
     shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    special = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    special = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                   eos_token_id=tokenizer.sep_token_id)
     config = {
         "albert": lambda: transformers.AlbertConfig(embedding_size=16, **shape, **special,
                                                     max_position_embeddings=max_positions),
@@ -179,8 +180,7 @@ def make_family_model(model_type: str, tokenizer, *, max_positions: int = 128):
                                                           max_position_embeddings=max_positions + 2),
         "modernbert": lambda: transformers.ModernBertConfig(
             **shape, **special, max_position_embeddings=max_positions, local_attention=16,
-            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
-            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id),
+            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id),
         "deberta-v2": lambda: transformers.DebertaV2Config(
             **shape, **special, max_position_embeddings=max_positions, relative_attention=True,
             pos_att_type=["p2c", "c2p"], position_biased_input=False, position_buckets=16, type_vocab_size=2),

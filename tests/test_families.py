@@ -187,3 +187,44 @@ def test_each_family_trains_and_reloads_with_the_stock_auto_class(model_type, ob
     assert f"{family.a_name[0].upper()}{family.a_name[1:]} (`{family_model_dir(model_type)}`) further pre-trained" in card
     report = json.load(open(os.path.join(out, "report.json")))
     assert len(report["probes"]["The [MASK] flows to the sea."]["after"]) == 5
+
+
+@pytest.mark.slow
+def test_two_processes_train_an_albert_on_sentence_order(family_model_dir, tmp_path, torchrun):
+    """ALBERT's own label name (sentence_order_label) through two processes: per-head means over both ranks."""
+    from pipeline.heads import HeadSums
+    from tests.conftest import make_documents
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(make_documents(80, seed=3)) + "\n")
+    out = tmp_path / "run"
+    ranks = torchrun("--model_name_or_path", family_model_dir("albert"), "--train_file", str(corpus), "--output_dir",
+                     str(out), "--objective", "sop", "--max_seq_length", "48", "--per_device_train_batch_size", "4",
+                     "--max_steps", "4", "--logging_steps", "2", "--save_strategy", "no", "--report_to", "none",
+                     "--disable_tqdm", "true")
+    assert ranks[0]["train_hash"] == ranks[1]["train_hash"] and not set(ranks[0]["seen"]) & set(ranks[1]["seen"])
+    logged = [h for h in ranks[0]["log_history"] if "sop_accuracy" in h]
+    assert [h["step"] for h in logged] == [2, 4]
+    for entry, s0, s1 in zip(logged, ranks[0]["local_sums"], ranks[1]["local_sums"]):
+        total = HeadSums(*(a + b for a, b in zip(s0["sums"], s1["sums"])))
+        assert entry["sop_accuracy"] == pytest.approx(total.sentence_correct / total.sentence_count, abs=1e-4)
+        assert total.sentence_count == 16  # 2 steps x 4 examples x 2 ranks
+    assert type(AutoModelForPreTraining.from_pretrained(out)).__name__ == "AlbertForPreTraining"
+
+
+@pytest.mark.train
+def test_a_roberta_run_resumed_from_a_checkpoint_ends_as_an_unbroken_one(family_model_dir, corpus_file, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    args = ["--model_name_or_path", family_model_dir("roberta"), "--train_file", corpus_file, "--objective", "mlm",
+            "--max_seq_length", "48", "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2",
+            "--learning_rate", "1.0e-3", *[a for a in FAST_TRAIN if a not in ("--save_strategy", "no")]]
+    main([*args, "--output_dir", str(tmp_path / "whole")])
+    shutil.copytree(tmp_path / "whole", tmp_path / "broken")
+    shutil.rmtree(tmp_path / "broken" / "checkpoint-4")  # as if killed after checkpoint-2
+    os.remove(tmp_path / "broken" / "model.safetensors")
+    main([*args, "--output_dir", str(tmp_path / "broken"), "--resume_from_checkpoint", "latest"])
+    whole, broken = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "broken"))
+    assert whole.keys() == broken.keys() and all(torch.allclose(whole[k], broken[k], atol=1e-6) for k in whole)
