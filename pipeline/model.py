@@ -97,6 +97,12 @@ class SparseHeads(SavedAsStockClass):
     with_sentence_head: bool
     sentence_gradient_share: float | None = None
 
+    def post_init(self):
+        super().post_init()
+        # FSDP wraps each transformer layer of the family, and only those (accelerate reads `_no_split_modules` when
+        # the launch config names no class; post_init gathers the embeddings' class there too).
+        self._no_split_modules = {self.family.layer}
+
     def heads_forward(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
                       sentence_label):
         inputs = {"attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
@@ -164,17 +170,12 @@ SENTENCE_HEADS = {"next_sentence_label": NextSentenceHeads, "sentence_order_labe
 
 @functools.cache
 def training_class(model_type: str, sentence_head: bool) -> type:
-    """The family's stock pre-training class (or masked-LM class, without a sentence head) with sparse heads.
-
-    FSDP wraps each of the family's transformer layers (accelerate reads `_no_split_modules` when the
-    launch config names no class), and only those, as the stock BERT recipe did.
-    """
+    """The family's stock pre-training class (or masked-LM class, without a sentence head) with sparse heads."""
     family = FAMILIES[model_type]
     stock_class = family.pretraining if sentence_head else family.masked_lm
     heads = SENTENCE_HEADS[family.sentence_label] if sentence_head else MaskedLMHeads
     return type(f"{stock_class}Sparse", (heads, getattr(transformers, stock_class)),
                 {"family": family, "stock_class": stock_class, "with_sentence_head": sentence_head,
-                 "_no_split_modules": [family.layer],
                  "__module__": __name__})
 
 
