@@ -9,18 +9,11 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling
 
+from pipeline.encoding import pipeline_steps
 from pipeline.errors import UsageError
 
 _MODEL_KEYS = ("input_ids", "token_type_ids", "attention_mask", "next_sentence_label", "sentence_order_label", "labels")
 _UNUSED = re.compile(r"\[unused\d+\]|<unused\d+>")
-
-
-def _steps(component: dict | None) -> list[dict]:
-    """A tokenizer pipeline component and, for a Sequence, the steps inside it."""
-    if not component:
-        return []
-    inner = component.get("pretokenizers") or component.get("normalizers")
-    return [step for part in inner for step in _steps(part)] if inner else [component]
 
 
 def word_rule(tokenizer) -> tuple[str, str]:
@@ -35,7 +28,7 @@ def word_rule(tokenizer) -> tuple[str, str]:
     model = state["model"]
     if model["type"] == "WordPiece":
         return "continuation", model.get("continuing_subword_prefix") or "##"
-    for step in _steps(state.get("pre_tokenizer")) + _steps(state.get("normalizer")):
+    for step in pipeline_steps(state.get("pre_tokenizer")) + pipeline_steps(state.get("normalizer")):
         if step["type"] == "ByteLevel":
             return "start", "Ġ"  # the byte a space maps to
         if step["type"] == "Metaspace":
