@@ -93,12 +93,14 @@ def domain_words(tokenizer, word_counts: Counter[str], n: int, min_count: int = 
     The score is count x (pieces - 1), the pieces saved: a frequent word in 2 pieces and a rarer
     one in 5 can both be worth a token. Ties go to the alphabetically first word, so every rank and
     rerun picks the same. Left out: words seen fewer than min_count times (too few examples to learn
-    an embedding from), words without a letter (numbers, punctuation runs), and words encoded as
-    [UNK] (no pieces to start the embedding from).
+    an embedding from), words without a letter (numbers, punctuation runs), words with punctuation in
+    them (SentencePiece keeps "river." one word), and words encoded as [UNK] (no pieces to start the
+    embedding from).
     """
     scored = []
     for word, count in word_counts.items():
-        if count < min_count or not any(c.isalpha() for c in word):
+        core = word if word[:1].isalnum() else word[1:]  # less a word-start mark (SentencePiece's ▁)
+        if count < min_count or not any(c.isalpha() for c in word) or not core.isalnum():
             continue
         split = [p for p, _ in word_pieces(tokenizer, word)]
         if len(split) >= 2 and tokenizer.unk_token not in split:

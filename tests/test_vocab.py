@@ -212,6 +212,7 @@ def test_domain_tokens_in_byte_level_bpe_and_sentencepiece(kind, model_type, tmp
     assert words == [marker + w for w in DOMAIN]  # as the words read mid-sentence
     counts = count_words(tokenizer, domain_documents(40))
     assert set(words) <= set(counts)
+    assert all(w.startswith(marker) and w[1:].isalpha() for w in domain_words(tokenizer, counts, 20))  # no "▁river."
     torch.manual_seed(0)
     model = make_family_model(model_type, tokenizer)
     old_rows = model.get_input_embeddings().weight.detach().clone()
