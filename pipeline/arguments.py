@@ -135,8 +135,8 @@ class DataArguments:
         default="nsp",
         metadata={"help": "nsp: next-sentence prediction (B follows A or is from another document); sop: ALBERT's "
                           "sentence-order prediction (B follows A or they are swapped); mlm: MLM only, on whole "
-                          "sentences packed within a document (every family; the only one for models without a sentence "
-                          "head, such as RoBERTa)."},
+                          "sentences packed within a document (every family; the only one for models without a "
+                          "sentence head, such as RoBERTa)."},
     )
     pairing: Literal["segments", "sentences"] = field(
         default="segments",

@@ -51,9 +51,10 @@ def _word_split(backend: tokenizers.Tokenizer) -> str | None:
     if all(n["type"] == "BertNormalizer" for n in normalizers) and [p["type"] for p in pre_tokenizers] == \
             ["BertPreTokenizer"] and model == "WordPiece":
         return "whitespace"
-    if all(map(_local_normalizer, normalizers)) and len(pre_tokenizers) == 1 and model in ("BPE", "Unigram", "WordPiece") \
-            and ((pre_tokenizers[0]["type"] == "ByteLevel" and pre_tokenizers[0].get("use_regex", True))
-                 or (pre_tokenizers[0]["type"] == "Metaspace" and pre_tokenizers[0].get("split", True))):
+    spaced = len(pre_tokenizers) == 1 and (
+        (pre_tokenizers[0]["type"] == "ByteLevel" and pre_tokenizers[0].get("use_regex", True))
+        or (pre_tokenizers[0]["type"] == "Metaspace" and pre_tokenizers[0].get("split", True)))
+    if spaced and all(map(_local_normalizer, normalizers)) and model in ("BPE", "Unigram", "WordPiece"):
         return "space"
     return None
 

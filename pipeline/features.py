@@ -1,4 +1,4 @@
-"""Sentence pairs -> model inputs: the tokenizer's special tokens around A and B, token_type_ids, next_sentence_label."""
+"""Sentence pairs -> model inputs: the tokenizer's special tokens around A and B, token types, next_sentence_label."""
 
 import copy
 from dataclasses import dataclass

@@ -73,7 +73,8 @@ class _Extension:
         self.model = state["model"]
         vocab = self.model["vocab"]
         registered = {t["content"] for t in state["added_tokens"]}
-        entries = enumerate(piece for piece, _ in vocab) if isinstance(vocab, list) else ((i, t) for t, i in vocab.items())
+        entries = enumerate(piece for piece, _ in vocab) if isinstance(vocab, list) else \
+            ((i, t) for t, i in vocab.items())
         self.slots = iter(sorted((i, t) for i, t in entries if _UNUSED.fullmatch(t) and t not in registered))
         self.next_id = next_id
         self.merges = set()

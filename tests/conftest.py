@@ -150,7 +150,8 @@ def train_tokenizer(kind: str, style=BERT_STYLE, token_types: bool = True, texts
     else:
         second = 1 if token_types else 0
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:{second} {sep}:{second}", special_tokens=list(ids.items()))
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:{second} {sep}:{second}",
+            special_tokens=list(ids.items()))
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, cls_token=cls, sep_token=sep, pad_token=pad, unk_token=unk,
         mask_token=AddedToken(mask, lstrip=style == ROBERTA_STYLE, normalized=False), bos_token=cls, eos_token=sep,

@@ -104,7 +104,7 @@ def test_new_heads_are_named_and_set_apart_for_each_family(tmp_path):
 def test_the_template_is_the_tokenizers_own(model_type, family_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(family_model_dir(model_type))
     template = special_template(tokenizer)
-    a, b = tokenizer("river", add_special_tokens=False)["input_ids"], tokenizer("stone", add_special_tokens=False)["input_ids"]
+    a, b = (tokenizer(word, add_special_tokens=False)["input_ids"] for word in ("river", "stone"))
     expected = tokenizer.backend_tokenizer.encode("river", "stone")
     built = [x for item in template.pair for x in (a if item == A else b if item == B else [item])]
     assert built == expected.ids
@@ -183,7 +183,8 @@ def test_each_family_trains_and_reloads_with_the_stock_auto_class(model_type, ob
     trained = trainer.model.state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in reloaded.state_dict().items())
     card = open(os.path.join(out, "README.md")).read()
-    assert f"{family.a_name[0].upper()}{family.a_name[1:]} (`{family_model_dir(model_type)}`) further pre-trained" in card
+    a_family = family.a_name[0].upper() + family.a_name[1:]  # "A RoBERTa", "An ALBERT"
+    assert f"{a_family} (`{family_model_dir(model_type)}`) further pre-trained" in card
     report = json.load(open(os.path.join(out, "report.json")))
     assert len(report["probes"]["The [MASK] flows to the sea."]["after"]) == 5
 

@@ -221,7 +221,7 @@ def test_domain_tokens_in_byte_level_bpe_and_sentencepiece(kind, model_type, tmp
     assert all(t.id >= len(tokenizer) for t in added)
     text = "The moudening river, mouden stone, summerly rivne!"
     for tok in (new, AutoTokenizer.from_pretrained(new.save_pretrained(tmp_path / "tok") and tmp_path / "tok")):
-        assert {marker + "moudening", marker + "mouden", marker + "summerly", marker + "rivne"} <= set(tok.tokenize(text))
+        assert {marker + w for w in ("moudening", "mouden", "summerly", "rivne")} <= set(tok.tokenize(text))
     before, after = fertility(tokenizer, counts), fertility(new, counts)
     assert after.words == before.words and after.pieces < before.pieces
     rows = model.get_input_embeddings().weight
