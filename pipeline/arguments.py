@@ -32,7 +32,8 @@ HEAD_LEARNING_RATE_FACTOR = 30
 class ModelArguments:
     model_name_or_path: str = field(
         default=DEFAULT_MODEL,
-        metadata={"help": "BERT checkpoint: a Hub id, a local folder, or package:PKG/SUBDIR for a folder "
+        metadata={"help": "Checkpoint of a supported family (BERT, ALBERT, RoBERTa, ...: docs/families.md): a Hub id, "
+                          "a local folder, or package:PKG/SUBDIR for a folder "
                           "shipped inside an installed Python package."},
     )
     tokenizer_name: str | None = field(
@@ -57,17 +58,17 @@ class ModelArguments:
     tokenizer_from_scratch: int | None = field(
         default=None,
         metadata={"help": "Train a WordPiece tokenizer of this vocabulary size on the training corpus (lower-cased "
-                          "if the model's tokenizer is) and pre-train a new BERT built from config_name with it."},
+                          "if the model's tokenizer is) and pre-train a new model built from config_name with it."},
     )
     config_name: str | None = field(
         default=None,
-        metadata={"help": "With tokenizer_from_scratch: the config of the BERT built from scratch (a folder with "
+        metadata={"help": "With tokenizer_from_scratch: the config of the model built from scratch (a folder with "
                           "config.json, a Hub id such as bert-base-uncased, or package:PKG/SUBDIR)."},
     )
 
     head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the MLM head weights the checkpoint lacks (the MLM transform of a BERT "
+        metadata={"help": "Learning rate of the MLM head weights the checkpoint lacks (the MLM transform of a model "
                           f"saved without it). Default: {HEAD_LEARNING_RATE_FACTOR} x learning_rate: a random 30k-way "
                           "head needs larger steps than a pretrained encoder can take. A new NSP/SOP classifier, a "
                           "linear probe on the pooled [CLS], trains at learning_rate."},
@@ -134,7 +135,8 @@ class DataArguments:
         default="nsp",
         metadata={"help": "nsp: next-sentence prediction (B follows A or is from another document); sop: ALBERT's "
                           "sentence-order prediction (B follows A or they are swapped); mlm: MLM only, on whole "
-                          "sentences packed within a document (for models without an NSP head)."},
+                          "sentences packed within a document (every family; the only one for models without a "
+                          "sentence head, such as RoBERTa)."},
     )
     pairing: Literal["segments", "sentences"] = field(
         default="segments",

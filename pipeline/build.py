@@ -95,7 +95,8 @@ def build_vocabulary(tokenizer, model_args, training_args, corpus: Corpus,
 
 
 def build_model(model_args, data_args, vocabulary: VocabularyChange | None = None):
-    """The checkpoint's BERT, grown for added domain tokens; with a tokenizer from scratch, a new BERT."""
+    """The checkpoint's model, grown for added domain tokens; with a tokenizer from scratch, a new one of
+    config_name's family."""
     if vocabulary is not None and vocabulary.from_scratch:
         return new_model(model_args.config_name, vocab_size=vocabulary.vocab_size, objective=data_args.objective,
                          cache_dir=model_args.cache_dir, revision=model_args.model_revision,
@@ -174,12 +175,24 @@ def build_eval_dataset(tokenizer, collator, dataset, model_args, data_args, trai
     return {"heldout": heldout, "general": general.select(range(min(n, len(general)))) if n is not None else general}
 
 
+def with_sentence_label(dataset, label: str):
+    """The prepared data with its `next_sentence_label` column under the name the model takes (ALBERT's
+    `sentence_order_label`): Trainer keeps only the columns its forward names."""
+    if isinstance(dataset, dict):
+        return {name: with_sentence_label(part, label) for name, part in dataset.items()}
+    if dataset is None or label == "next_sentence_label" or "next_sentence_label" not in dataset.column_names:
+        return dataset
+    return dataset.rename_column("next_sentence_label", label)
+
+
 def build_trainer(model, tokenizer, collator, data_args, training_args, *, train_dataset=None, eval_dataset=None,
                   head_learning_rate: float | None = None, head_weights: list[str] | None = None,
                   callbacks: list | None = None) -> PreTrainer:
     """The Trainer of a run (or, without train_dataset, of an evaluation), with the per-head metrics."""
+    label = model.family.sentence_label
     return PreTrainer(
-        model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        model=model, args=training_args, train_dataset=with_sentence_label(train_dataset, label),
+        eval_dataset=with_sentence_label(eval_dataset, label),
         processing_class=tokenizer, data_collator=collator, head=data_args.objective,
         head_learning_rate=head_learning_rate, head_weights=head_weights, callbacks=callbacks,
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),

@@ -1,6 +1,7 @@
 """Features -> padded, dynamically masked batches."""
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -8,8 +9,45 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling
 
-_MODEL_KEYS = ("input_ids", "token_type_ids", "attention_mask", "next_sentence_label", "labels")
+from pipeline.encoding import pipeline_steps
+from pipeline.errors import UsageError
+
+_MODEL_KEYS = ("input_ids", "token_type_ids", "attention_mask", "next_sentence_label", "sentence_order_label", "labels")
 _UNUSED = re.compile(r"\[unused\d+\]|<unused\d+>")
+
+
+def word_rule(tokenizer) -> tuple[str, str]:
+    """How the tokenizer's tokens show where words are: ("continuation", "##") where a word's later pieces are
+    marked (WordPiece), ("start", "Ġ") or ("start", "▁") where a word's first piece is (byte-level BPE,
+    SentencePiece), read from its model and pre-tokenizer.
+
+    Byte-level BPE and SentencePiece split punctuation off a word without marking it as a start, so there
+    "river," is one word to whole-word masking, as a word and its punctuation are one piece of text.
+    """
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = state["model"]
+    if model["type"] == "WordPiece":
+        return "continuation", model.get("continuing_subword_prefix") or "##"
+    for step in pipeline_steps(state.get("pre_tokenizer")) + pipeline_steps(state.get("normalizer")):
+        if step["type"] == "ByteLevel":
+            return "start", "Ġ"  # the byte a space maps to
+        if step["type"] == "Metaspace":
+            return "start", step["replacement"]
+        if step["type"] == "Prepend":  # SentencePiece's prefix as a normalizer (Llama-style tokenizer.json)
+            return "start", step["prepend"]
+    if model["type"] == "BPE" and model.get("continuing_subword_prefix"):
+        return "continuation", model["continuing_subword_prefix"]
+    raise UsageError(f"whole_word_mask needs to know where words start, and the tokenizer ({model['type']}) marks "
+                     "neither a word's later pieces (WordPiece's ##) nor its first (byte-level BPE's Ġ, "
+                     "SentencePiece's ▁); set whole_word_mask false.")
+
+
+def continuation_ids(vocab: dict[str, int], rule: tuple[str, str]) -> torch.Tensor:
+    """A boolean per token id: True for a piece that continues the word before it."""
+    kind, marker = rule
+    continuation = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
+    continuation[[i for token, i in vocab.items() if token.startswith(marker) == (kind == "continuation")]] = True
+    return continuation
 
 
 @dataclass
@@ -21,8 +59,8 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
     vectorised `isin` over the tokenizer's own special ids (the parent loops per row in
     Python); random replacements drawn only from real vocabulary tokens (the parent draws
     specials and [unusedN] slots too); whole-word masking that keeps 80/10/10 (the parent
-    forces 100% [MASK] and needs offset mappings; here words are WordPiece's `##`
-    continuations, as in google-research/bert); `mask_count="exact"`, round(n * p) tokens
+    forces 100% [MASK] and needs offset mappings; here words are read from the tokens, as
+    google-research/bert does with WordPiece's `##`: see `word_rule`); `mask_count="exact"`, round(n * p) tokens
     per sequence capped at `max_predictions_per_seq`, as the reference does (the parent
     masks a Bernoulli number); masks seeded per batch so a resumed run masks exactly as an
     unbroken one (see `batch_generator`); and examples that already carry fixed `labels`
@@ -45,8 +83,8 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         self.special_ids = torch.tensor(sorted(specials), dtype=torch.long)
         self.replacement_ids = torch.tensor(sorted(
             i for token, i in vocab.items() if i not in specials and not _UNUSED.fullmatch(token)), dtype=torch.long)
-        self.continuation = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
-        self.continuation[[i for token, i in vocab.items() if token.startswith("##")]] = True
+        if self.whole_word_mask:
+            self.continuation = continuation_ids(vocab, word_rule(self.tokenizer))
 
     def torch_call(self, examples):
         examples = [{k: e[k] for k in _MODEL_KEYS if k in e} for e in examples]
@@ -123,7 +161,7 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         return torch.zeros_like(special).scatter_(1, order, taken)
 
     def _choose_words(self, inputs, special, generator):
-        """Whole-word selection: a word is its first piece and the `##` pieces that follow it."""
+        """Whole-word selection: a word is its first piece and the continuation pieces that follow it."""
         continuation = self.continuation[inputs] & ~special
         previous_special = torch.nn.functional.pad(special[:, :-1], (1, 0), value=True)
         # A piece that lost its word start to truncation starts a word of its own.

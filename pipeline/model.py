@@ -1,4 +1,5 @@
-"""Checkpoint name -> tokenizer and a BERT with MLM and NSP heads whose MLM head runs only where it must."""
+"""Checkpoint name -> tokenizer and a model of its family with MLM (and NSP/SOP) heads whose MLM head runs only where
+it must."""
 
 import functools
 import importlib.resources
@@ -7,12 +8,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM, BertForPreTraining
+import transformers
+from transformers import AutoConfig, AutoTokenizer
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 from transformers.utils import logging as hf_logging
 
 from pipeline.errors import UsageError, first_line
+from pipeline.families import FAMILIES, Family, family_of
 from pipeline.heads import HeadSums
 
 
@@ -78,81 +81,118 @@ def raise_sentence_gradient(grad: torch.Tensor, share: float) -> torch.Tensor:
     return grad
 
 
-class BertForPreTrainingSparse(SavedAsStockClass, BertForPreTraining):
-    """`BertForPreTraining` that runs the 30k-wide MLM decoder only at masked positions.
+class SparseHeads(SavedAsStockClass):
+    """A stock pre-training or masked-LM class whose MLM decoder runs only at masked positions.
 
-    Same weights and state-dict keys as its parent, so checkpoints load anywhere as
-    `BertForPreTraining`. With labels it returns `prediction_logits` for the masked
-    positions only, flattened to (num_masked, vocab), in row-major order. In training, with
-    `sentence_gradient_share` set, the sentence head's gradient into the encoder is raised to at
-    least that share of the MLM head's (`raise_sentence_gradient`).
+    The family's (`pipeline/families.py`) MLM head is applied to the encoder's output at the masked rows
+    only: the vocabulary-wide decoder is most of the head's cost and all other rows are thrown away. Same
+    weights and state-dict keys as the stock class, so checkpoints load anywhere as it. With labels it
+    returns the logits at the masked positions, flattened to (num_masked, vocab) in row-major order, and in
+    training the per-head `HeadSums`; without labels (probes) the logits at every position. In training, with
+    `sentence_gradient_share` set, the sentence head's gradient into the encoder is raised to at least that
+    share of the MLM head's (`raise_sentence_gradient`).
     """
 
-    stock_class = "BertForPreTraining"
+    family: Family
+    with_sentence_head: bool
     sentence_gradient_share: float | None = None
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, next_sentence_label=None):
-        if labels is None:
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                   position_ids=position_ids, inputs_embeds=inputs_embeds,
-                                   next_sentence_label=next_sentence_label)
-        sequence_output = self.bert(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            inputs_embeds=inputs_embeds, return_dict=False)[0]
-        if self.training and next_sentence_label is not None and self.sentence_gradient_share and \
-                sequence_output.requires_grad:
+    def post_init(self):
+        super().post_init()
+        # FSDP wraps each transformer layer of the family, and only those (accelerate reads `_no_split_modules` when
+        # the launch config names no class; post_init gathers the embeddings' class there too).
+        self._no_split_modules = {self.family.layer}
+
+    def heads_forward(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
+                      sentence_label):
+        inputs = {"attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids
+        if self.family.token_type_ids:
+            inputs["token_type_ids"] = token_type_ids
+        outputs = self.base_model(input_ids, **inputs)
+        sequence_output = outputs[0]
+        sentence_head = self.get_submodule(self.family.sentence_head) if self.with_sentence_head else None
+        if sentence_head is not None and self.training and sentence_label is not None and \
+                self.sentence_gradient_share and sequence_output.requires_grad:
+            # The pooler inside the encoder read this tensor too: the hook sees the whole gradient into it.
             sequence_output.register_hook(functools.partial(raise_sentence_gradient,
                                                             share=self.sentence_gradient_share))
-        pooled_output = self.bert.pooler(sequence_output)
+        sentence_logits = sentence_head(outputs.pooler_output) if sentence_head is not None else None
+        if labels is None:
+            return self._output(None, self.family.mlm_head(self, sequence_output), sentence_logits, None)
         masked = labels != -100
-        prediction_logits = self.cls.predictions(sequence_output[masked])
+        prediction_logits = self.family.mlm_head(self, sequence_output[masked])
         # Losses in float32: a bf16 log-softmax over 30k classes loses precision.
         mlm_sum, mlm_count, mlm_correct = _mlm_sums(prediction_logits, labels[masked])
         loss = mlm_sum / mlm_count.clamp(min=1)
-        seq_relationship_logits = self.cls.seq_relationship(pooled_output)
         sums = HeadSums(mlm_sum, mlm_count, mlm_correct)
-        if next_sentence_label is not None:
-            targets = next_sentence_label.view(-1)
-            nsp_sum = F.cross_entropy(seq_relationship_logits.float(), targets, reduction="sum")
-            loss = loss + nsp_sum / targets.numel()
-            correct = (seq_relationship_logits.detach().argmax(-1) == targets).sum()
-            sums = HeadSums(mlm_sum, mlm_count, mlm_correct, nsp_sum, targets.new_tensor(targets.numel()), correct)
+        if sentence_logits is not None and sentence_label is not None:
+            targets = sentence_label.view(-1)
+            sentence_sum = F.cross_entropy(sentence_logits.float(), targets, reduction="sum")
+            loss = loss + sentence_sum / targets.numel()
+            correct = (sentence_logits.detach().argmax(-1) == targets).sum()
+            sums = HeadSums(mlm_sum, mlm_count, mlm_correct, sentence_sum, targets.new_tensor(targets.numel()),
+                            correct)
+        return self._output(loss, prediction_logits, sentence_logits, sums.to_tensor() if self.training else None)
+
+    def _output(self, loss, prediction_logits, sentence_logits, head_sums):
+        if sentence_logits is None:
+            return MaskedLMSumsOutput(loss=loss, logits=prediction_logits, head_sums=head_sums)
         return PreTrainingOutput(loss=loss, prediction_logits=prediction_logits,
-                                 seq_relationship_logits=seq_relationship_logits,
-                                 head_sums=sums.to_tensor() if self.training else None)
+                                 seq_relationship_logits=sentence_logits, head_sums=head_sums)
 
 
-class BertForMaskedLMSparse(SavedAsStockClass, BertForMaskedLM):
-    """`BertForMaskedLM` with the MLM decoder run only at masked positions (objective mlm)."""
-
-    stock_class = "BertForMaskedLM"
-
+# One forward per label name, with the stock class's own signature: Trainer reads the label names from it.
+class MaskedLMHeads(SparseHeads):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None):
-        if labels is None:
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                   position_ids=position_ids, inputs_embeds=inputs_embeds)
-        sequence_output = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                    position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=False)[0]
-        masked = labels != -100
-        logits = self.cls.predictions(sequence_output[masked])
-        mlm_sum, mlm_count, mlm_correct = _mlm_sums(logits, labels[masked])
-        return MaskedLMSumsOutput(loss=mlm_sum / mlm_count.clamp(min=1), logits=logits,
-                                  head_sums=HeadSums(mlm_sum, mlm_count, mlm_correct).to_tensor() if self.training
-                                  else None)
+        return self.heads_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
+                                  None)
+
+
+class NextSentenceHeads(SparseHeads):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None):
+        return self.heads_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
+                                  next_sentence_label)
+
+
+class SentenceOrderHeads(SparseHeads):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, sentence_order_label=None):
+        return self.heads_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
+                                  sentence_order_label)
+
+
+SENTENCE_HEADS = {"next_sentence_label": NextSentenceHeads, "sentence_order_label": SentenceOrderHeads}
+
+
+@functools.cache
+def training_class(model_type: str, sentence_head: bool) -> type:
+    """The family's stock pre-training class (or masked-LM class, without a sentence head) with sparse heads."""
+    family = FAMILIES[model_type]
+    stock_class = family.pretraining if sentence_head else family.masked_lm
+    heads = SENTENCE_HEADS[family.sentence_label] if sentence_head else MaskedLMHeads
+    return type(f"{stock_class}Sparse", (heads, getattr(transformers, stock_class)),
+                {"family": family, "stock_class": stock_class, "with_sentence_head": sentence_head,
+                 "__module__": __name__})
+
+
+BertForPreTrainingSparse = training_class("bert", True)
+BertForMaskedLMSparse = training_class("bert", False)
 
 
 def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None, cache_dir: str | None = None,
                    revision: str = "main", trust_remote_code: bool = False):
     path = resolve_model_path(tokenizer_name or model_name_or_path)
     if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
-        raise UsageError(f"model path {path} does not exist; give a local BERT folder or a Hub model id.")
+        raise UsageError(f"model path {path} does not exist; give a local model folder or a Hub model id.")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, cache_dir=cache_dir, revision=revision,
                                                   trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:  # not a folder, not on the Hub (or offline), no tokenizer files
-        raise UsageError(f"the tokenizer of {path} could not be loaded ({first_line(e)}); give a local BERT "
+        raise UsageError(f"the tokenizer of {path} could not be loaded ({first_line(e)}); give a local model "
                          "folder or a Hub model id, with tokenizer_name if the tokenizer is elsewhere.") from None
     if not tokenizer.is_fast:
         raise UsageError(f"the tokenizer of {path} is not a fast tokenizer; give a model with a tokenizer.json.")
@@ -161,22 +201,22 @@ def load_tokenizer(model_name_or_path: str, *, tokenizer_name: str | None = None
 
 def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: str | None = None,
                revision: str = "main", trust_remote_code: bool = False):
-    """A BERT with the heads `objective` needs: MLM + NSP (also used for SOP), or MLM only.
+    """A model of the checkpoint's family with the heads `objective` needs: MLM + NSP/SOP (the family's pre-training
+    class), or MLM only (its masked-LM class).
 
-    A BERT checkpoint saved without pre-training heads (a `BertModel`, or `BertForMaskedLM` for NSP)
-    gets them newly initialised, as `from_pretrained` does, and says so. A model that is not a
-    BERT, or cannot tell segment A from B, is refused.
+    A checkpoint saved without pre-training heads (a `BertModel`, or `BertForMaskedLM` for NSP) gets them newly
+    initialised, as `from_pretrained` does, and says so. A model of no family in `pipeline/families.py`, one with
+    no sentence head asked for NSP/SOP, or one that cannot tell segment A from B, is refused.
     """
     path = resolve_model_path(model_name_or_path)
     try:
         config = AutoConfig.from_pretrained(path, cache_dir=cache_dir, revision=revision,
                                             trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UsageError(f"model {path} could not be loaded ({first_line(e)}); give a local BERT folder or a "
+        raise UsageError(f"model {path} could not be loaded ({first_line(e)}); give a local model folder or a "
                          "Hub model id.") from None
-    _check_bert(config, path, objective)
-    model_class = _model_class(objective)
-    # A base BERT checkpoint has no pre-training heads: say so in one line instead of a load report.
+    model_class = training_class(_check_family(config, path, objective).model_type, objective != "mlm")
+    # A base checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -185,7 +225,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
             output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as e:  # no weights file, or weights of another shape
         raise UsageError(f"the weights of model {path} could not be loaded ({first_line(e)}); give a complete "
-                         "BERT checkpoint folder or Hub model id.") from None
+                         "checkpoint folder or Hub model id.") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     # Weights the checkpoint lacks (tied ones are not parameters of their own); train gives them their own rate.
@@ -194,13 +234,18 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     return model
 
 
-# The sentence head: the pooler and the NSP/SOP classifier it feeds.
-SENTENCE_HEAD = ("cls.seq_relationship.", "bert.pooler.")
+def sentence_head_prefixes(model) -> tuple[str, ...]:
+    """The sentence head's weights: the pooler and the NSP/SOP classifier it feeds (none without a sentence head)."""
+    if not getattr(model, "with_sentence_head", False):
+        return ()
+    return f"{model.family.sentence_head}.", f"{model.base_model_prefix}.pooler."
 
 
 def describe_new_heads(model, model_name_or_path: str) -> str | None:
     """One line naming the pre-training head parts the checkpoint lacked, or None."""
-    new = sorted({k.split(".")[1] for k in getattr(model, "newly_initialised", []) if k.startswith("cls.")})
+    encoder = f"{model.base_model_prefix}."
+    new = sorted({k.removeprefix("cls.").split(".")[0] for k in getattr(model, "newly_initialised", [])
+                  if not k.startswith(encoder)})
     return f"{model_name_or_path}: newly initialised pre-training head parts: {', '.join(new)}" if new else None
 
 
@@ -214,7 +259,8 @@ def head_weights(model) -> list[str]:
     sentence head at the encoder's rate, 61.2% / 55.2% with it (and the pooler) at the head rate; NSP
     alone 68.9% / 61.6%.
     """
-    return [name for name in getattr(model, "newly_initialised", []) if not name.startswith(SENTENCE_HEAD)]
+    sentence_head = sentence_head_prefixes(model)
+    return [name for name in getattr(model, "newly_initialised", []) if not name.startswith(sentence_head)]
 
 
 def describe_head_training(head_weight_names: list[str], *, objective: str, learning_rate: float,
@@ -237,24 +283,24 @@ def check_model_fits(tokenizer_size: int, config, max_seq_length: int) -> None:
         raise UsageError(f"the tokenizer has {tokenizer_size:,} tokens but the model's embeddings have "
                          f"{config.vocab_size:,} rows, so it is not this model's tokenizer; give the model's "
                          "own (drop tokenizer_name) or a matching one.")
-    if max_seq_length > config.max_position_embeddings:
+    reserved = FAMILIES[config.model_type].reserved_positions if config.model_type in FAMILIES else 0
+    if max_seq_length > config.max_position_embeddings - reserved:
+        of_which = f" ({reserved} of them reserved, as {FAMILIES[config.model_type].name} does)" if reserved else ""
         raise UsageError(f"max_seq_length {max_seq_length} is above the model's "
-                         f"{config.max_position_embeddings} position embeddings; lower max_seq_length.")
+                         f"{config.max_position_embeddings} position embeddings{of_which}; lower max_seq_length.")
 
 
-def _check_bert(config, path: str, objective: str) -> None:
-    if config.model_type != "bert":
-        heads = " and has no next-sentence head for --objective nsp/sop" if objective != "mlm" else ""
-        raise UsageError(f"model {path} is a {config.model_type} model{heads}; this tool pre-trains BERT "
-                         "(model_type bert) checkpoints: give one.")
-    if objective != "mlm" and config.type_vocab_size < 2:
-        raise UsageError(f"model {path} has type_vocab_size {config.type_vocab_size}, no segment B embedding, so it "
-                         f"cannot learn --objective {objective}; use --objective mlm.")
+def _check_family(config, path: str, objective: str) -> Family:
+    family = family_of(config.model_type, path, objective)
+    if objective != "mlm" and getattr(config, "type_vocab_size", 0) < 2:
+        raise UsageError(f"model {path} has type_vocab_size {getattr(config, 'type_vocab_size', 0)}, no segment B "
+                         f"embedding, so it cannot learn --objective {objective}; use --objective mlm.")
+    return family
 
 
 def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objective: str = "nsp",
               cache_dir: str | None = None, revision: str = "main", trust_remote_code: bool = False):
-    """A BERT with random weights built from a config (a folder, a Hub id or package:PKG/DIR), sized for a vocabulary.
+    """A model with random weights built from a config (a folder, a Hub id or package:PKG/DIR), sized for a vocabulary.
 
     Args:
         config_name: Where the config is; only its architecture is used, never weights.
@@ -272,11 +318,6 @@ def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objec
     except (OSError, ValueError) as e:
         raise UsageError(f"config {path} could not be loaded ({first_line(e)}); give a folder with a config.json "
                          "or a Hub model id.") from None
-    _check_bert(config, path, objective)
-    model = _model_class(objective)(config)
+    model = training_class(_check_family(config, path, objective).model_type, objective != "mlm")(config)
     model.newly_initialised = []  # every weight is new: nothing to set apart
     return model
-
-
-def _model_class(objective: str) -> type:
-    return BertForMaskedLMSparse if objective == "mlm" else BertForPreTrainingSparse

@@ -29,7 +29,7 @@ from pipeline.cache import (META_FILE, file_fingerprints, find_damage, keyed_dir
 from pipeline.corpus import check_text_files, file_format, load_documents, resolve_train_files
 from pipeline.encoding import SentenceEncoder, encode_documents
 from pipeline.errors import UsageError
-from pipeline.features import build_features
+from pipeline.features import Template, build_features, special_template
 from pipeline.pairs import make_pairs
 from pipeline.stats import compute_stats, sentence_length_histogram
 
@@ -41,7 +41,7 @@ MAX_OVERLONG_SHARE = 0.5
 GROUP_SIZE = 1000  # documents per pairing batch: the pool NSP negatives are drawn from
 
 
-def _pair_groups(batch, *, documents: Dataset, group_size: int, split, draws, seed, cls_token_id, sep_token_id,
+def _pair_groups(batch, *, documents: Dataset, group_size: int, split, draws, seed, template: Template,
                  **pair_kwargs) -> pa.Table:
     """The pairs of each group of documents whose first index is in `batch["start"]`, all draws."""
     tables = []
@@ -51,7 +51,7 @@ def _pair_groups(batch, *, documents: Dataset, group_size: int, split, draws, se
             # One generator per group and draw: reruns, every rank and any number of workers build identical pairs.
             rng = random.Random(f"{seed}-{split}-{draw}-{start}")
             pairs = make_pairs(sentences, rng=rng, **pair_kwargs)
-            table = build_features(pairs, cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+            table = build_features(pairs, template=template)
             if split == "train":
                 table = table.append_column("epoch", pa.array(np.full(len(pairs), draw, dtype=np.int64)))
             tables.append(table)
@@ -132,8 +132,7 @@ def pair_documents(documents: Dataset, *, split: str, seed: int, tokenizer, num_
         new_fingerprint=hashlib.sha256(repr((documents._fingerprint, split, draws, seed, sorted(pair_kwargs.items())))
                                        .encode()).hexdigest()[:16],
         fn_kwargs=dict(documents=documents.select_columns(["sentences"]), group_size=group_size, split=split,
-                       draws=draws, seed=seed, cls_token_id=tokenizer.cls_token_id,
-                       sep_token_id=tokenizer.sep_token_id, **pair_kwargs))
+                       draws=draws, seed=seed, template=special_template(tokenizer), **pair_kwargs))
 
 
 def check_saved(target: Path, saved: dict, *, can_rebuild: bool) -> bool:
@@ -260,7 +259,7 @@ def prepare_dataset(
             files, document_format=document_format, text_column=text_column, dataset_name=dataset_name,
             dataset_config_name=dataset_config_name, cache_dir=cache_dir,
             validation_split_percentage=validation_split_percentage, seed=seed, work_dir=str(work))
-        max_num_tokens = max_seq_length - (3 if objective != "mlm" else 2)
+        max_num_tokens = max_seq_length - special_template(tokenizer).num_special(pair=objective != "mlm")
         encoder = SentenceEncoder(tokenizer)
         documents = DatasetDict({
             split: texts.map(encode_documents, batched=True, input_columns="text", remove_columns=["text"],

@@ -5,18 +5,20 @@ from transformers import TrainerCallback
 
 
 def fill_mask(model, tokenizer, prompts: list[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """Top-k tokens and probabilities for the first [MASK] of each prompt.
+    """Top-k tokens and probabilities for the first mask of each prompt.
 
     Args:
-        model: A BERT with an MLM head (pre-training or masked-LM class).
+        model: A model with an MLM head (pre-training or masked-LM class).
         tokenizer: Its tokenizer.
-        prompts: Texts with one `[MASK]` (written as the tokenizer's mask token) each.
+        prompts: Texts with one mask each, written `[MASK]` or as the tokenizer's own mask token (RoBERTa's
+            `<mask>`): `[MASK]` becomes the tokenizer's, so one recipe's probes serve every family.
         top_k: How many predictions per prompt.
     """
     was_training = model.training
     model.eval()
     try:
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        texts = [prompt.replace("[MASK]", tokenizer.mask_token) for prompt in prompts]
+        encoded = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
         with torch.no_grad():
             out = model(**encoded)
         logits = out.prediction_logits if hasattr(out, "prediction_logits") else out.logits

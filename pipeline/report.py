@@ -7,6 +7,7 @@ import os
 import platform
 import re
 
+from pipeline.families import FAMILIES, family_by_class
 from pipeline.probes import format_predictions
 
 ROWS = (("mlm_loss", "MLM loss", "{:.3f}"), ("perplexity", "MLM perplexity", "{:.1f}"),
@@ -234,7 +235,7 @@ def base_model_card(model_name_or_path: str) -> tuple[str | None, str | None]:
 
 
 def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, after: dict, model_name: str,
-                  scratch: bool):
+                  scratch: bool, model_type: str = "bert"):
     """The card's YAML header: lineage, licence, data, language, tags and the held-out results as a model-index."""
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -260,7 +261,7 @@ def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, 
         base_model=None if scratch else base_model, license=licence, language=[recipe.get("language") or "en"],
         datasets=[recipe["dataset_name"]] if recipe.get("dataset_name") else None, library_name="transformers",
         pipeline_tag="fill-mask", model_name=model_name,
-        tags=["bert", "fill-mask", "domain-adaptation", "bert-pretrain", objective], eval_results=results or None)
+        tags=[model_type, "fill-mask", "domain-adaptation", "bert-pretrain", objective], eval_results=results or None)
 
 
 def write_model_card(output_dir: str, *, base_model: str, report: dict, model_class: str,
@@ -273,10 +274,12 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     vocabulary = report.get("vocabulary")
     scratch = bool(vocabulary and vocabulary["from_scratch"])
     hub_id, licence = base_model_card(base_model) if not scratch else (None, None)
+    family = family_by_class(model_class) or FAMILIES["bert"]
+    a_family = family.a_name[0].upper() + family.a_name[1:]  # "A RoBERTa", "An ALBERT"
     name = hub_model_id or os.path.basename(os.path.abspath(output_dir))
     corpus_name = recipe.get("dataset_name") or ", ".join(os.path.basename(f) for f in recipe.get("train_file") or [])
     metadata = card_metadata(base_model=hub_id, licence=licence, recipe=recipe, after=report["after"],
-                             model_name=name, scratch=scratch)
+                             model_name=name, scratch=scratch, model_type=family.model_type)
     base = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{base_model}`"
     task = ("masked-language modelling only" if objective == "mlm" else
             f"masked-language modelling and {'next-sentence' if objective == 'nsp' else 'sentence-order'} prediction")
@@ -284,11 +287,12 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     location = hub_model_id or output_dir
     lines = [
         "---", metadata.to_yaml(), "---", "",
-        f"# {name.rsplit('/', 1)[-1]}: BERT {'pre-trained' if scratch else 'further pre-trained'} on {corpus_name}",
+        f"# {name.rsplit('/', 1)[-1]}: {family.name} {'pre-trained' if scratch else 'further pre-trained'} on "
+        f"{corpus_name}",
         "",
-        (f"A BERT of `{recipe.get('config_name')}`'s architecture pre-trained from scratch, with a new WordPiece "
-         f"tokenizer, on {corpus_name} with {task}." if scratch else
-         f"{base} further pre-trained on {corpus_name} with {task}."),
+        (f"{a_family} of `{recipe.get('config_name')}`'s architecture pre-trained from scratch, with "
+         f"a new WordPiece tokenizer, on {corpus_name} with {task}." if scratch else
+         f"{a_family} ({base}) further pre-trained on {corpus_name} with {task}."),
         "",
         "## Corpus",
         "",

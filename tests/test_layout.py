@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 # batches -> model outputs -> Trainer -> checkpoint -> report; then the arguments, the composition layer that turns
 # them into objects, and the commands. errors and cache serve every step.
 STEPS = ["errors", "cache", "corpus", "fertility", "wordpiece", "vocabulary", "sentences", "encoding", "pairs",
-         "features", "stats", "prepare", "collator", "heads", "model", "metrics", "sampler", "trainer", "checkpoints",
+         "features", "stats", "prepare", "collator", "heads", "families", "model", "metrics", "sampler", "trainer", "checkpoints",
          "probes", "report", "inspection", "arguments", "build", "train", "evaluation", "reference", "__main__"]
 # The composition layer and the commands: the only modules that see the argument dataclasses.
 ENTRY = {"build", "train", "evaluation", "reference", "__main__"}

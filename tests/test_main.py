@@ -76,7 +76,7 @@ CASES = [
     ("model path missing", "train", lambda t, m, c: ["--model_name_or_path", str(t / "no-such-bert")],
      r"model path .*no-such-bert does not exist"),
     ("model without an NSP head", "train", lambda t, m, c: ["--model_name_or_path", _non_bert_model(t)],
-     r"is a distilbert model and has no next-sentence head for --objective nsp/sop"),
+     r"is a DistilBERT \(distilbert\) model and has no next-sentence or sentence-order head for --objective nsp; it can do --objective mlm\."),
     ("no segment B embedding", "train",
      lambda t, m, c: ["--model_name_or_path", _bert(t, "one-type", type_vocab_size=1)],
      r"type_vocab_size 1, no segment B embedding.*use --objective mlm"),

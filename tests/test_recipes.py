@@ -56,7 +56,19 @@ def test_accelerate_config_loads_and_validates(config):
         EXPECTED[os.path.basename(config)]
     if os.path.basename(config) == "multi_node.yaml":
         assert args.num_machines == 2 and args.main_process_port == 29500
-    if os.path.basename(config) == "fsdp.yaml":
-        assert args.fsdp_transformer_layer_cls_to_wrap == "BertLayer"
+    if os.path.basename(config) == "fsdp.yaml":  # the layer class comes from the model's family
+        assert args.fsdp_transformer_layer_cls_to_wrap is None and cluster.fsdp_config["fsdp_version"] == 2
     if os.path.basename(config) == "deepspeed_zero2.yaml":
         assert args.zero_stage == 2
+
+
+def test_fsdp_wraps_each_familys_transformer_layers():
+    """With no class in the launch config, accelerate wraps the classes the model's `_no_split_modules` names."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from tests.conftest import make_model
+
+    model = make_model(60)
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(model)
+    assert plugin.transformer_cls_names_to_wrap == ["BertLayer"]

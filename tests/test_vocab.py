@@ -195,3 +195,57 @@ def test_words_are_counted_like_the_tokenizer_splits_them(tokenizer):
     text = " ".join(WORDS) + ". " + "Stone,water!stone"
     counts = count_words(tokenizer, [text])
     assert counts["stone"] == 3 and counts["water"] == 2 and counts[","] == 1
+
+
+@pytest.mark.parametrize("kind,model_type", [("bpe", "roberta"), ("unigram", "albert")])
+def test_domain_tokens_in_byte_level_bpe_and_sentencepiece(kind, model_type, tmp_path):
+    """A byte-level BPE (merges that build the word) and a Unigram (a piece scoring just above its old split):
+    each word becomes one token in running text, fertility drops, embeddings start at the mean of the old pieces."""
+    from tests.conftest import FAMILY_TOKENIZERS, make_family_model, train_tokenizer
+
+    _, style, token_types = FAMILY_TOKENIZERS[model_type]
+    tokenizer = train_tokenizer(kind, style, token_types)
+    marker = "Ġ" if kind == "bpe" else "▁"
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(DOMAIN) + "\n", encoding="utf-8")
+    words = read_domain_words(str(path), tokenizer)
+    assert words == [marker + w for w in DOMAIN]  # as the words read mid-sentence
+    counts = count_words(tokenizer, domain_documents(40))
+    assert set(words) <= set(counts)
+    assert all(w.startswith(marker) and w[1:].isalpha() for w in domain_words(tokenizer, counts, 20))  # no "▁river."
+    torch.manual_seed(0)
+    model = make_family_model(model_type, tokenizer)
+    old_rows = model.get_input_embeddings().weight.detach().clone()
+    new, model, added = extend_vocabulary(tokenizer, model, words)
+    assert {t.token for t in added} >= set(words) and len(new) == len(tokenizer) + len(added)
+    assert all(t.id >= len(tokenizer) for t in added)
+    text = "The moudening river, mouden stone, summerly rivne!"
+    for tok in (new, AutoTokenizer.from_pretrained(new.save_pretrained(tmp_path / "tok") and tmp_path / "tok")):
+        assert {marker + w for w in ("moudening", "mouden", "summerly", "rivne")} <= set(tok.tokenize(text))
+    before, after = fertility(tokenizer, counts), fertility(new, counts)
+    assert after.words == before.words and after.pieces < before.pieces
+    rows = model.get_input_embeddings().weight
+    assert rows.shape[0] == len(new) == model.config.vocab_size
+    for token in added:
+        assert torch.allclose(rows[token.id], old_rows[token.piece_ids].mean(0))
+        assert [t.value for t in new.backend_tokenizer.model.tokenize(token.token)] == [token.token]
+    if kind == "bpe":  # the prefixes the merges build are tokens too, each a word start
+        assert {t.token for t in added} - set(words) and all(t.token.startswith(marker) for t in added)
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("model_type", ["roberta", "albert"])
+def test_train_a_bpe_or_sentencepiece_model_with_domain_tokens(model_type, family_model_dir, domain_corpus, tmp_path,
+                                                               capsys):
+    from transformers import AutoModelForMaskedLM
+
+    out = str(tmp_path / "run")
+    trainer = main(["--model_name_or_path", family_model_dir(model_type), "--train_file", domain_corpus,
+                    "--output_dir", out, "--objective", "mlm", "--max_seq_length", "48", "--max_steps", "2",
+                    "--add_domain_tokens", "4", "--whole_word_mask", "true", *FAST_TRAIN], return_trainer=True)
+    assert "word-pieces per word" in capsys.readouterr().out and trainer.state.global_step == 2
+    report = json.loads(Path(out, "report.json").read_text())["vocabulary"]
+    assert report["added"] >= 4 and report["after"]["pieces_per_word"] < report["before"]["pieces_per_word"]
+    tokenizer, model = AutoTokenizer.from_pretrained(out), AutoModelForMaskedLM.from_pretrained(out)
+    assert len(tokenizer) == model.config.vocab_size == report["vocab_size"]
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
