@@ -46,6 +46,10 @@ class PreTrainer(Trainer):
         self.masked_tokens = 0  # of which MLM targets
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
+        if self.state.global_step >= self.state.max_steps:
+            # Resumed from the last step's checkpoint (its final save was cut short): Trainer checks max_steps only
+            # after a step, so it would train one step more than the run has. Nothing is drawn, no step is taken.
+            return [], None
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         tokens = sum(int((b["labels"] != -100).sum()) for b in batch_samples)
         examples = sum(len(b["input_ids"]) for b in batch_samples)
