@@ -11,6 +11,7 @@ checked for damage before it is used.
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -248,7 +249,8 @@ def _effective_batch(settings: dict, processes: int) -> tuple[int, str]:
                   f"process{'es' if processes > 1 else ''})")
 
 
-def check_resume(checkpoint: str, settings: dict, *, processes: int, max_steps: int) -> str | None:
+def check_resume(checkpoint: str, settings: dict, *, processes: int, max_steps: int,
+                 num_train_epochs: float) -> str | None:
     """Refuses to continue a checkpoint with settings it was not trained with (the list of differences), or to
     a max_steps it has passed; returns what changes when the run is continued to another length."""
     name = os.path.basename(os.path.normpath(checkpoint))
@@ -270,10 +272,14 @@ def check_resume(checkpoint: str, settings: dict, *, processes: int, max_steps: 
     if 0 < max_steps < step:
         raise UsageError(f"max_steps {max_steps} is below the step of {checkpoint} ({step}); give max_steps {step} "
                          "or more to continue it.")
+    # Trainer builds the scheduler for the new length and loads only its position from the checkpoint.
     if max_steps > 0 and planned and max_steps != planned:
-        # Trainer builds the scheduler for the new length and loads only its position from the checkpoint.
         return (f"continuing {name} of a {planned}-step run to {max_steps} steps: the learning-rate schedule "
                 f"follows the {max_steps}-step plan from step {step} on")
+    epochs = state.get("num_train_epochs")
+    if max_steps <= 0 and epochs and math.ceil(num_train_epochs) != epochs:
+        return (f"continuing {name} of a {epochs}-epoch run for {num_train_epochs:g} epochs: the learning-rate "
+                f"schedule follows the plan for {num_train_epochs:g} epochs from step {step} on")
     return None
 
 

@@ -4,10 +4,10 @@
 
 Two runs into one folder would each write checkpoints, run.json and a final model over the other's. The
 lock is an exclusive `flock` on `.lock`, which the kernel releases when its process ends however it ends
-(kill -9, an out-of-memory kill, a crashed node for NFS's lock manager), so a killed run never leaves it
-held. The file says who holds it (host, pid, since when), for the message a second run prints. Where the
-file system has no flock (some Lustre and FUSE mounts), the file is created with O_EXCL instead, and a
-lock left by a process that no longer exists on this host is taken over.
+(kill -9, an out-of-memory kill; on NFS, a crashed client's lock lapses with its lease), so a killed run
+never leaves it held. The file says who holds it (host, pid, since when), for the message a second run
+prints. Where the file system has no flock (some Lustre and FUSE mounts), the file is created with O_EXCL
+instead, and a lock left by a process that no longer exists on this host is taken over.
 """
 
 import errno

@@ -48,7 +48,8 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
     check_output_dir(output_dir, settings, overwrite=data_args.overwrite_output_dir,
                      resuming=training_args.resume_from_checkpoint is not None, checkpoint=checkpoint)
     if checkpoint and (change := check_resume(checkpoint, settings, processes=training_args.world_size,
-                                              max_steps=training_args.max_steps)) and main_process:
+                                              max_steps=training_args.max_steps,
+                                              num_train_epochs=training_args.num_train_epochs)) and main_process:
         print(change)
 
     # The corpus is read at most once, and only if the cache lacks the vocabulary or dataset made from it

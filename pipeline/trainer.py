@@ -94,6 +94,18 @@ class PreTrainer(Trainer):
         optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
         return optimizer
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        # A run continued to another max_steps: the scheduler, built for the new length, takes only its position
+        # from the checkpoint, but the optimizer keeps the old plan's learning rate for the first step; give it the
+        # new plan's (the same value when the length did not change).
+        scheduler = self.lr_scheduler
+        if checkpoint is not None and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+            scheduler._last_lr = rates
+
     def create_model_card(self, *args, **kwargs):
         """Keeps the model card `train` wrote (corpus, metrics, probes) over Trainer's generic one."""
         if not os.path.isfile(os.path.join(self.args.output_dir, "README.md")):

@@ -57,7 +57,7 @@ def test_a_run_that_computes_something_else_is_refused(tmp_path):
         check_output_dir(str(tmp_path), settings(tmp_path, "--seed", "7"), overwrite=False, resuming=True)
 
 
-def save_checkpoint(path, *, step: int = 4, record: dict | None = None, max_steps: int = 10):
+def save_checkpoint(path, *, step: int = 4, record: dict | None = None, max_steps: int = 10, epochs: int = 1):
     """A checkpoint in Trainer's formats: safetensors weights, torch.save'd optimizer, scheduler and RNG states,
     trainer_state.json (with a RunRecord entry when given)."""
     path.mkdir(parents=True)
@@ -69,7 +69,7 @@ def save_checkpoint(path, *, step: int = 4, record: dict | None = None, max_step
     torch.save(optimizer.state_dict(), path / "optimizer.pt")
     torch.save(torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0).state_dict(), path / "scheduler.pt")
     torch.save({"python": 1, "cpu": torch.random.get_rng_state()}, path / "rng_state.pth")
-    state = {"global_step": step, "max_steps": max_steps, "stateful_callbacks": {}}
+    state = {"global_step": step, "max_steps": max_steps, "num_train_epochs": epochs, "stateful_callbacks": {}}
     if record is not None:
         state["stateful_callbacks"]["RunRecord"] = record
     (path / "trainer_state.json").write_text(json.dumps(state))
@@ -140,22 +140,28 @@ def test_a_resume_must_continue_with_the_checkpoints_settings(tmp_path):
     trained = settings(tmp_path, "--learning_rate", "3.0e-4")
     checkpoint = save_checkpoint(tmp_path / "checkpoint-8", step=8, max_steps=20,
                                  record=RunRecord(trained, processes=2).state())
-    assert check_resume(checkpoint, trained, processes=2, max_steps=20) is None
+    assert check_resume(checkpoint, trained, processes=2, max_steps=20, num_train_epochs=3) is None
     with pytest.raises(UsageError, match=r"checkpoint-8 was trained with other settings \(learning_rate 1e-05 vs "
                                          r"0\.0003, seed 7 vs 42 in checkpoint-8\)"):
         check_resume(checkpoint, settings(tmp_path, "--learning_rate", "1.0e-5", "--seed", "7"), processes=2,
-                     max_steps=20)
+                     max_steps=20, num_train_epochs=3)
     # The batch may be split otherwise, so long as the effective batch is the checkpoint's (8 x 1 x 2 = 16) ...
     split = settings(tmp_path, "--learning_rate", "3.0e-4", "--per_device_train_batch_size", "4",
                      "--gradient_accumulation_steps", "4")
-    assert check_resume(checkpoint, split, processes=1, max_steps=20) is None
+    assert check_resume(checkpoint, split, processes=1, max_steps=20, num_train_epochs=3) is None
     # ... not another effective batch, whichever of its parts changed.
     with pytest.raises(UsageError, match=r"effective batch 8 \(8 per device x 1 accumulation x 1 process\) vs "
                                          r"16 \(8 per device x 1 accumulation x 2 processes\) in checkpoint-8"):
-        check_resume(checkpoint, trained, processes=1, max_steps=20)
+        check_resume(checkpoint, trained, processes=1, max_steps=20, num_train_epochs=3)
     # A longer run is the same run, on a schedule planned for its new length; a max_steps it has passed is not.
-    assert check_resume(checkpoint, trained, processes=2, max_steps=40) == (
+    assert check_resume(checkpoint, trained, processes=2, max_steps=40, num_train_epochs=3) == (
         "continuing checkpoint-8 of a 20-step run to 40 steps: the learning-rate schedule follows the 40-step plan "
         "from step 8 on")
     with pytest.raises(UsageError, match=r"max_steps 5 is below the step of .*checkpoint-8 \(8\); give max_steps 8"):
-        check_resume(checkpoint, trained, processes=2, max_steps=5)
+        check_resume(checkpoint, trained, processes=2, max_steps=5, num_train_epochs=3)
+    epochs = save_checkpoint(tmp_path / "checkpoint-9", step=9, max_steps=30, epochs=3,
+                             record=RunRecord(trained, 2).state())
+    assert check_resume(epochs, trained, processes=2, max_steps=-1, num_train_epochs=3) is None
+    assert check_resume(epochs, trained, processes=2, max_steps=-1, num_train_epochs=5) == (
+        "continuing checkpoint-9 of a 3-epoch run for 5 epochs: the learning-rate schedule follows the plan for 5 "
+        "epochs from step 9 on")

@@ -197,8 +197,8 @@ def finished_run(tmp_path_factory, tiny_model_dir):
     base = tmp_path_factory.mktemp("finished")
     corpus = write(base / "corpus.txt", "\n".join(make_documents(60)) + "\n")
     argv = ["train", "--model_name_or_path", tiny_model_dir, "--train_file", corpus, "--max_seq_length", "48",
-            "--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_size", "8", "--report_to", "none",
-            "--disable_tqdm", "true"]
+            "--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_size", "8", "--logging_steps", "1",
+            "--report_to", "none", "--disable_tqdm", "true"]
     assert main([*argv, "--output_dir", str(base / "out")]) == 0
     return base / "out", argv
 
@@ -207,52 +207,65 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+UNCHANGED = "unchanged"
+
+
+def same_weights_as_before(out, template, report):  # the run had trained to its end: not a step more
+    assert tree(out)["model.safetensors"] == tree(template)["model.safetensors"]
+
+
+def new_plan_from_the_first_resumed_step(out, template, report):  # linear decay planned for 6 steps from step 4 on
+    rates = {h["step"]: h["learning_rate"] for h in report["train"]}
+    assert rates[5] == pytest.approx(5e-5 * 2 / 6) and rates[6] == pytest.approx(5e-5 * 1 / 6)
+
+
 # (id, what is done to the finished run's folder first, extra arguments given that folder, exit code, the message
-# (stderr for an error, else stdout), whether the folder must be left exactly as it was)
+# (stderr for an error, else stdout), and UNCHANGED (the folder must be left exactly as it was) or, for a run that
+# trains, a check of what it left)
 RUN_CASES = [
     ("latest, nothing to resume, another run's model", lambda o: [shutil.rmtree(c) for c in o.glob("checkpoint-*")],
      lambda o: ["--resume_from_checkpoint", "latest", "--learning_rate", "1.0e-3"], 2,
-     r"holds a run with other settings \(learning_rate 5e-05 -> 0\.001\); choose a new output_dir", True),
+     r"holds a run with other settings \(learning_rate 5e-05 -> 0\.001\); choose a new output_dir", UNCHANGED),
     ("mistyped checkpoint path", None, lambda o: ["--resume_from_checkpoint", str(o / "checkpoint-40")], 2,
      r"checkpoint-40 does not exist \(checkpoints in .*: checkpoint-4, checkpoint-2\); give one of them, or `latest`",
-     True),
+     UNCHANGED),
     ("resume with another learning rate", None, lambda o: ["--resume_from_checkpoint", "latest", "--learning_rate",
                                                            "1.0e-5"], 2,
      r"checkpoint-4 was trained with other settings \(learning_rate 1e-05 vs 5e-05 in checkpoint-4\); resume it with "
-     r"the settings it was trained with", True),
+     r"the settings it was trained with", UNCHANGED),
     ("resume with another effective batch", None, lambda o: ["--resume_from_checkpoint", "latest",
                                                              "--gradient_accumulation_steps", "2"], 2,
      r"effective batch 16 \(8 per device x 2 accumulation x 1 process\) vs 8 \(8 per device x 1 accumulation x 1 "
-     r"process\) in checkpoint-4", True),
+     r"process\) in checkpoint-4", UNCHANGED),
     ("resume to a max_steps it has passed", None, lambda o: ["--resume_from_checkpoint", "latest", "--max_steps", "3"],
-     2, r"max_steps 3 is below the step of .*checkpoint-4 \(4\); give max_steps 4 or more", True),
+     2, r"max_steps 3 is below the step of .*checkpoint-4 \(4\); give max_steps 4 or more", UNCHANGED),
     ("damaged checkpoint named by its path", lambda o: truncate(o / "checkpoint-4" / "optimizer.pt"),
      lambda o: ["--resume_from_checkpoint", str(o / "checkpoint-4")], 2,
      r"checkpoint-4 cannot be resumed: optimizer.pt is truncated or damaged \(.*\); give an earlier checkpoint, or "
-     r"`latest`", True),
+     r"`latest`", UNCHANGED),
     ("overwrite and resume together", None, lambda o: ["--resume_from_checkpoint", "latest", "--overwrite_output_dir",
-                                                       "true"], 2, r"give one of the two", True),
+                                                       "true"], 2, r"give one of the two", UNCHANGED),
     ("output_dir is a file", None, lambda o: ["--output_dir", str(o / "run.json")], 2,
-     r"output_dir .*run.json is a file, not a folder", True),
+     r"output_dir .*run.json is a file, not a folder", UNCHANGED),
     ("latest skips a damaged newest checkpoint", lambda o: truncate(o / "checkpoint-4" / "model.safetensors"),
      lambda o: ["--resume_from_checkpoint", "latest"], 0,
      r"skipping .*checkpoint-4: model.safetensors is truncated \([\d,]+ of [\d,]+ bytes\); trying the one before\n"
-     r"resuming from .*checkpoint-2\n", False),
+     r"resuming from .*checkpoint-2\n", None),
     ("resume to a higher max_steps", None, lambda o: ["--resume_from_checkpoint", "latest", "--max_steps", "6"], 0,
      r"resuming from .*checkpoint-4\ncontinuing checkpoint-4 of a 4-step run to 6 steps: the learning-rate schedule "
-     r"follows the 6-step plan from step 4 on", False),
+     r"follows the 6-step plan from step 4 on", new_plan_from_the_first_resumed_step),
     ("latest after a final save cut short", lambda o: (o / ".final-tmp").mkdir() or
      (o / ".final-tmp" / "model.safetensors").write_bytes(b"half"), lambda o: ["--resume_from_checkpoint", "latest"],
-     0, r"removed the unfinished final save of an earlier run from .*\nresuming from .*checkpoint-4\n", False),
+     0, r"removed the unfinished final save of an earlier run from .*\nresuming from .*checkpoint-4\n", same_weights_as_before),
     ("latest, nothing to resume, same settings", lambda o: [shutil.rmtree(c) for c in o.glob("checkpoint-*")],
-     lambda o: ["--resume_from_checkpoint", "latest"], 0, r"no complete checkpoint in .*; starting fresh", False),
+     lambda o: ["--resume_from_checkpoint", "latest"], 0, r"no complete checkpoint in .*; starting fresh", None),
 ]
 
 
 @pytest.mark.train
-@pytest.mark.parametrize("name, damage, extra, code, message, unchanged", RUN_CASES, ids=[c[0] for c in RUN_CASES])
-def test_a_run_never_overwrites_or_misrecords_what_is_there(name, damage, extra, code, message, unchanged,
-                                                            finished_run, tmp_path, capsys):
+@pytest.mark.parametrize("name, damage, extra, code, message, after", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_a_run_never_overwrites_or_misrecords_what_is_there(name, damage, extra, code, message, after, finished_run,
+                                                            tmp_path, capsys):
     template, argv = finished_run
     out = tmp_path / "out"
     shutil.copytree(template, out)
@@ -268,15 +281,16 @@ def test_a_run_never_overwrites_or_misrecords_what_is_there(name, damage, extra,
         assert re.search(message, err[0]), err[0]
     else:
         assert re.search(message, printed.out), printed.out
-    if unchanged:
+    if after == UNCHANGED:
         assert tree(out) == before
-    else:  # a finished run: the final files all from this run, nothing staged or locked left behind
-        assert not {".lock", ".final-tmp"} & set(os.listdir(out))
-        report = json.loads((out / "report.json").read_text())
-        assert report["recipe"]["max_steps"] == report["training"]["steps"] and report["recipe"]["learning_rate"] == \
-            json.loads((out / "run.json").read_text())["learning_rate"]
-        if name == "latest after a final save cut short":  # the run had trained to its end: no step more
-            assert tree(out)["model.safetensors"] == tree(template)["model.safetensors"]
+        return
+    # A finished run: the final files all from this run, as long as it asked, nothing staged or locked left behind.
+    assert not {".lock", ".final-tmp"} & set(os.listdir(out))
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["max_steps"] == report["training"]["steps"] and report["recipe"]["learning_rate"] == \
+        json.loads((out / "run.json").read_text())["learning_rate"]
+    if after:
+        after(out, template, report)
 
 
 @pytest.mark.train
