@@ -2,7 +2,7 @@
 
 import sys
 
-from pipeline.errors import UsageError, is_disk_full
+from pipeline.errors import RunStopped, UsageError, is_disk_full
 
 USAGE = """usage: bert-pretrain {prepare,inspect,vocab,train,evaluate} --config RECIPE.yaml [--field value ...]
 
@@ -89,6 +89,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bert-pretrain {command}: error: {e}", file=sys.stderr)
         return 2
+    except RunStopped as e:
+        if show_traceback:
+            raise
+        print(f"bert-pretrain {command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt as e:
+        if show_traceback:
+            raise
+        # train says what it saved; the others leave nothing half-written that a later run would use (the cache
+        # is renamed into place when complete)
+        said = str(e) or "interrupted (Ctrl-C); nothing half-written is used, run it again"
+        print(f"bert-pretrain {command}: {said}.", file=sys.stderr)
+        return 130
     except Exception as e:
         full = _disk_full(e)
         if full is None or show_traceback:

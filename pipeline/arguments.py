@@ -405,8 +405,10 @@ def check_integrations(training_args, environ: dict) -> None:
             raise UsageError(f"{what} needs the {module} package, which is not installed; run `{install}`.")
 
 
-def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = ()):
-    """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments."""
+def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = (),
+               defaults: list[str] | None = None):
+    """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments; `defaults`
+    are a command's own flags, which the recipe and the command line override."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser(prog, extra)
     known = {a.dest for a in parser._actions} - {"help", "config", TRACEBACK_FLAG[2:]}
@@ -416,7 +418,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     # Defaults that differ from TrainingArguments', placed first so the recipe and the command line override them.
     precision_argv, automatic = choose_precision(given, os.environ)
     # Every weight of these models gets a gradient: DDP's search for unused ones only costs time and warns per rank.
-    defaults = [*precision_argv, "--ddp_find_unused_parameters", "false"]
+    defaults = [*precision_argv, "--ddp_find_unused_parameters", "false", *(defaults or [])]
     if not torch.accelerator.is_available():
         # Trainer refuses `bf16: true` without an accelerator unless use_cpu is set; saying so here lets one
         # recipe serve GPU boxes and CPU-only machines (where bf16 autocast runs; fast only with AVX512-BF16/AMX).

@@ -22,3 +22,11 @@ def is_disk_full(error: BaseException) -> bool:
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return True
     return isinstance(error, Exception) and any(text in str(error) for text in DISK_FULL_TEXTS)
+
+
+class RunStopped(Exception):
+    """A run that stopped before its end (a SIGTERM): one line saying what was saved, and a non-zero exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

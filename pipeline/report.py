@@ -265,9 +265,10 @@ def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, 
 
 
 def write_model_card(output_dir: str, *, base_model: str, report: dict, model_class: str,
-                     hub_model_id: str | None = None) -> None:
-    """A Hub-ready README.md: what was trained on what, how, and what it changed; its metadata carries the base
-    model, licence, data, language and the held-out results in the Hub's model-index schema."""
+                     hub_model_id: str | None = None, save_directory: str | None = None) -> None:
+    """A Hub-ready README.md for the model in output_dir: what was trained on what, how, and what it changed; its
+    metadata carries the base model, licence, data, language and the held-out results in the Hub's model-index
+    schema. Written into save_directory if given (a staging folder), else into output_dir."""
     recipe, corpus, training = report["recipe"], report["corpus"], report.get("training", {})
     train = corpus.get("train", {})
     objective = recipe.get("objective", "nsp")
@@ -331,5 +332,5 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     lines += ["", "## Use", "", "```python", f"from transformers import {model_class}, AutoTokenizer",
               f'model = {model_class}.from_pretrained("{location}")',
               f'tokenizer = AutoTokenizer.from_pretrained("{location}")', "```", ""]
-    with open(os.path.join(output_dir, "README.md"), "w") as f:
+    with open(os.path.join(save_directory or output_dir, "README.md"), "w") as f:
         f.write("\n".join(lines))

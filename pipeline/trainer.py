@@ -46,6 +46,10 @@ class PreTrainer(Trainer):
         self.masked_tokens = 0  # of which MLM targets
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
+        if self.state.global_step >= self.state.max_steps:
+            # Resumed from the last step's checkpoint (its final save was cut short): Trainer checks max_steps only
+            # after a step, so it would train one step more than the run has. Nothing is drawn, no step is taken.
+            return [], None
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         tokens = sum(int((b["labels"] != -100).sum()) for b in batch_samples)
         examples = sum(len(b["input_ids"]) for b in batch_samples)
@@ -89,6 +93,18 @@ class PreTrainer(Trainer):
                 optimizer.add_param_group({**group, "params": head, "lr": self.head_learning_rate})
         optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
         return optimizer
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        # A run continued to another max_steps: the scheduler, built for the new length, takes only its position
+        # from the checkpoint, but the optimizer keeps the old plan's learning rate for the first step; give it the
+        # new plan's (the same value when the length did not change).
+        scheduler = self.lr_scheduler
+        if checkpoint is not None and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+            scheduler._last_lr = rates
 
     def create_model_card(self, *args, **kwargs):
         """Keeps the model card `train` wrote (corpus, metrics, probes) over Trainer's generic one."""

@@ -1,10 +1,12 @@
 """Bad input a user can cause: one clear sentence naming the problem and the fix, exit code 2, nothing written."""
 
+import hashlib
 import json
 import os
 import random
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,3 +183,128 @@ def test_a_full_disk_while_the_cache_is_written(tiny_model_dir, tmp_path, root, 
     prepared = [p for p in (datasets_cache / "bert-pretrain").iterdir()]
     assert len(prepared) == 1 and prepared[0].name.startswith("dataset-") and (prepared[0] / "prepare.json").is_file()
     assert f"prepared dataset: {prepared[0]} (built in " in result.stdout and leftovers(tmp_path) == []
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under root and a hash of its bytes: what a refused command must leave exactly as it was."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir):
+    """A finished 4-step run with checkpoint-2 and checkpoint-4 (copied for each case), and its command line."""
+    base = tmp_path_factory.mktemp("finished")
+    corpus = write(base / "corpus.txt", "\n".join(make_documents(60)) + "\n")
+    argv = ["train", "--model_name_or_path", tiny_model_dir, "--train_file", corpus, "--max_seq_length", "48",
+            "--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_size", "8", "--logging_steps", "1",
+            "--report_to", "none", "--disable_tqdm", "true"]
+    assert main([*argv, "--output_dir", str(base / "out")]) == 0
+    return base / "out", argv
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+UNCHANGED = "unchanged"
+
+
+def same_weights_as_before(out, template, report):  # the run had trained to its end: not a step more
+    assert tree(out)["model.safetensors"] == tree(template)["model.safetensors"]
+
+
+def new_plan_from_the_first_resumed_step(out, template, report):  # linear decay planned for 6 steps from step 4 on
+    rates = {h["step"]: h["learning_rate"] for h in report["train"]}
+    assert rates[5] == pytest.approx(5e-5 * 2 / 6) and rates[6] == pytest.approx(5e-5 * 1 / 6)
+
+
+# (id, what is done to the finished run's folder first, extra arguments given that folder, exit code, the message
+# (stderr for an error, else stdout), and UNCHANGED (the folder must be left exactly as it was) or, for a run that
+# trains, a check of what it left)
+RUN_CASES = [
+    ("latest, nothing to resume, another run's model", lambda o: [shutil.rmtree(c) for c in o.glob("checkpoint-*")],
+     lambda o: ["--resume_from_checkpoint", "latest", "--learning_rate", "1.0e-3"], 2,
+     r"holds a run with other settings \(learning_rate 5e-05 -> 0\.001\); choose a new output_dir", UNCHANGED),
+    ("mistyped checkpoint path", None, lambda o: ["--resume_from_checkpoint", str(o / "checkpoint-40")], 2,
+     r"checkpoint-40 does not exist \(checkpoints in .*: checkpoint-4, checkpoint-2\); give one of them, or `latest`",
+     UNCHANGED),
+    ("resume with another learning rate", None, lambda o: ["--resume_from_checkpoint", "latest", "--learning_rate",
+                                                           "1.0e-5"], 2,
+     r"checkpoint-4 was trained with other settings \(learning_rate 1e-05 vs 5e-05 in checkpoint-4\); resume it with "
+     r"the settings it was trained with", UNCHANGED),
+    ("resume with another effective batch", None, lambda o: ["--resume_from_checkpoint", "latest",
+                                                             "--gradient_accumulation_steps", "2"], 2,
+     r"effective batch 16 \(8 per device x 2 accumulation x 1 process\) vs 8 \(8 per device x 1 accumulation x 1 "
+     r"process\) in checkpoint-4", UNCHANGED),
+    ("resume to a max_steps it has passed", None, lambda o: ["--resume_from_checkpoint", "latest", "--max_steps", "3"],
+     2, r"max_steps 3 is below the step of .*checkpoint-4 \(4\); give max_steps 4 or more", UNCHANGED),
+    ("damaged checkpoint named by its path", lambda o: truncate(o / "checkpoint-4" / "optimizer.pt"),
+     lambda o: ["--resume_from_checkpoint", str(o / "checkpoint-4")], 2,
+     r"checkpoint-4 cannot be resumed: optimizer.pt is truncated or damaged \(.*\); give an earlier checkpoint, or "
+     r"`latest`", UNCHANGED),
+    ("overwrite and resume together", None, lambda o: ["--resume_from_checkpoint", "latest", "--overwrite_output_dir",
+                                                       "true"], 2, r"give one of the two", UNCHANGED),
+    ("output_dir is a file", None, lambda o: ["--output_dir", str(o / "run.json")], 2,
+     r"output_dir .*run.json is a file, not a folder", UNCHANGED),
+    ("latest skips a damaged newest checkpoint", lambda o: truncate(o / "checkpoint-4" / "model.safetensors"),
+     lambda o: ["--resume_from_checkpoint", "latest"], 0,
+     r"skipping .*checkpoint-4: model.safetensors is truncated \([\d,]+ of [\d,]+ bytes\); trying the one before\n"
+     r"resuming from .*checkpoint-2\n", None),
+    ("resume to a higher max_steps", None, lambda o: ["--resume_from_checkpoint", "latest", "--max_steps", "6"], 0,
+     r"resuming from .*checkpoint-4\ncontinuing checkpoint-4 of a 4-step run to 6 steps: the learning-rate schedule "
+     r"follows the 6-step plan from step 4 on", new_plan_from_the_first_resumed_step),
+    ("latest after a final save cut short", lambda o: (o / ".final-tmp").mkdir() or
+     (o / ".final-tmp" / "model.safetensors").write_bytes(b"half"), lambda o: ["--resume_from_checkpoint", "latest"],
+     0, r"removed the unfinished final save of an earlier run from .*\nresuming from .*checkpoint-4\n", same_weights_as_before),
+    ("latest, nothing to resume, same settings", lambda o: [shutil.rmtree(c) for c in o.glob("checkpoint-*")],
+     lambda o: ["--resume_from_checkpoint", "latest"], 0, r"no complete checkpoint in .*; starting fresh", None),
+]
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("name, damage, extra, code, message, after", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_a_run_never_overwrites_or_misrecords_what_is_there(name, damage, extra, code, message, after, finished_run,
+                                                            tmp_path, capsys):
+    template, argv = finished_run
+    out = tmp_path / "out"
+    shutil.copytree(template, out)
+    if damage:
+        damage(out)
+    before = tree(out)
+    capsys.readouterr()
+    assert main([*argv, "--output_dir", str(out), *extra(out)]) == code
+    printed = capsys.readouterr()
+    if code == 2:
+        err = errors(printed.err)
+        assert len(err) == 1 and err[0].startswith("bert-pretrain train: error: "), err
+        assert re.search(message, err[0]), err[0]
+    else:
+        assert re.search(message, printed.out), printed.out
+    if after == UNCHANGED:
+        assert tree(out) == before
+        return
+    # A finished run: the final files all from this run, as long as it asked, nothing staged or locked left behind.
+    assert not {".lock", ".final-tmp"} & set(os.listdir(out))
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"]["max_steps"] == report["training"]["steps"] and report["recipe"]["learning_rate"] == \
+        json.loads((out / "run.json").read_text())["learning_rate"]
+    if after:
+        after(out, template, report)
+
+
+@pytest.mark.train
+def test_a_run_in_progress_keeps_others_out(finished_run, tmp_path, capsys):
+    from pipeline.lock import lock_output_dir
+
+    template, argv = finished_run
+    out = tmp_path / "out"
+    shutil.copytree(template, out)
+    before = tree(out)
+    with lock_output_dir(str(out)):  # as a run in another process would hold it (flock is per open file)
+        assert main([*argv, "--output_dir", str(out)]) == 2
+        err = errors(capsys.readouterr().err)
+        assert len(err) == 1 and re.search(rf"output_dir {out} is in use by another run \(host .+, pid {os.getpid()}, "
+                                           rf"since .+\); wait for it to end, or give another output_dir", err[0])
+        assert tree(out) == before | {".lock": tree(out)[".lock"]}
+    assert tree(out) == before

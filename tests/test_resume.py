@@ -1,7 +1,9 @@
-"""kill -9 in the middle of training or of `prepare`: the next run ends as an unbroken one would."""
+"""kill -9 in the middle of training or of `prepare`: the next run ends as an unbroken one would; SIGTERM and
+Ctrl-C stop a run honestly (a checkpoint, nothing final, one line, a non-zero exit)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipeline.__main__ import main
 from pipeline.cache import CACHE_NAME
 from tests.conftest import make_documents
 
@@ -93,3 +96,68 @@ def test_killed_prepare_leaves_a_cache_the_next_run_can_trust(tiny_model_dir, tm
     killed, clean = (load_from_disk(str(tmp_path / name / CACHE_NAME / built[0]))["train"][:]
                      for name in ("killed", "clean"))
     assert killed == clean
+
+
+def start_long_run(model_dir, corpus, out, env, root):
+    """A run far longer than the test, checkpointing every 2 steps; returns once it is training (checkpoint-2 is
+    whole), so a signal lands in the training loop whatever the machine's speed."""
+    cmd = command(model_dir, corpus, out)
+    cmd[cmd.index("--max_steps") + 1] = "2000"
+    proc = subprocess.Popen([*cmd, "--save_total_limit", "2"], env=env, cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    state = os.path.join(out, "checkpoint-2", "trainer_state.json")
+    deadline = time.time() + 300
+    while not os.path.exists(state) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    return proc
+
+
+def our_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("bert-pretrain")]
+
+
+FINAL = {"model.safetensors", "config.json", "report.json", "report.png", "README.md", "tokenizer.json"}
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_writes_nothing_final_and_the_requeued_job_goes_on(tiny_model_dir, tmp_path,
+                                                                                    root, subprocess_env, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(make_documents(80, seed=5)) + "\n")
+    out = str(tmp_path / "out")
+    proc = start_long_run(tiny_model_dir, str(corpus), out, subprocess_env, root)
+    proc.send_signal(signal.SIGTERM)  # a preempted job: Trainer's just-in-time checkpoint, then a stop
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-3000:]
+    lines = our_lines(stderr)
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    step = int(re.search(r"training stopped at step (\d+) of 2000 \(SIGTERM\), so no final model, report or card "
+                         r"was written; the newest checkpoint is .*checkpoint-(\d+): continue with "
+                         r"--resume_from_checkpoint latest\.$", lines[0]).group(2))
+    assert not FINAL & set(os.listdir(out)) and not {".lock", ".final-tmp"} & set(os.listdir(out))
+    assert json.load(open(os.path.join(out, f"checkpoint-{step}", "trainer_state.json")))["global_step"] == step
+
+    # The requeued job (shortened here, and run in this process) resumes where it stopped and finishes.
+    again = command(tiny_model_dir, str(corpus), out, "--resume_from_checkpoint", "latest")
+    again[again.index("--max_steps") + 1] = str(step + 2)
+    assert main(again[again.index("train"):]) == 0
+    assert f"resuming from {out}/checkpoint-{step}\n" in capsys.readouterr().out
+    assert FINAL <= set(os.listdir(out))
+    assert json.load(open(os.path.join(out, "report.json")))["training"]["steps"] == step + 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_saying_what_was_saved_exit_130(tiny_model_dir, tmp_path, root, subprocess_env):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(make_documents(80, seed=5)) + "\n")
+    out = str(tmp_path / "out")
+    proc = start_long_run(tiny_model_dir, str(corpus), out, subprocess_env, root)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-3000:]
+    lines = our_lines(stderr)
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert re.fullmatch(r"bert-pretrain train: interrupted \(Ctrl-C\); the newest checkpoint is .*checkpoint-\d+: "
+                        r"continue with --resume_from_checkpoint latest\.", lines[0]), lines[0]
+    assert not FINAL & set(os.listdir(out)) and ".lock" not in os.listdir(out)
