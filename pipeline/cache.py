@@ -121,7 +121,7 @@ def remove_stale_scratch(target: str | Path) -> None:
         return
     pattern = re.compile(rf"\.(.+)\.(?:work|tmp|old)-{re.escape(socket.gethostname())}-(\d+)")
     for entry in sorted(parent.iterdir()):
-        if not ((m := pattern.fullmatch(entry.name)) and not _alive(int(m.group(2)))):
+        if not ((m := pattern.fullmatch(entry.name)) and not process_alive(int(m.group(2)))):
             continue
         original = parent / m.group(1)
         if not original.exists() and ".old-" in entry.name and (entry / META_FILE).is_file():
@@ -131,7 +131,7 @@ def remove_stale_scratch(target: str | Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:

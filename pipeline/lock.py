@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.cache import process_alive
 from pipeline.errors import UsageError
 
 LOCK_FILE = ".lock"
@@ -123,16 +124,6 @@ def _acquire(path: Path) -> int:
     raise _refuse(path, _read(path))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _acquire_exclusive(path: Path) -> int:
     """The lock without flock: the file itself, created with O_EXCL; a stale one (its process is gone from this
     host) is taken over. A holder on another host cannot be checked from here, so it is refused."""
@@ -141,7 +132,7 @@ def _acquire_exclusive(path: Path) -> int:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = _read(path)
-            if holder and holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", 0))):
+            if holder and holder.get("host") == socket.gethostname() and not process_alive(int(holder.get("pid", 0))):
                 # Moved aside and read again, not unlinked blindly: another run that found the same stale lock
                 # may already have replaced it with its own, which is put back.
                 aside = path.with_name(f"{LOCK_FILE}.stale-{os.getpid()}")
