@@ -84,7 +84,11 @@ def batches(encoded: dict, order, batch_size: int, tokenizer, device):
 def load_encoder(path: str, num_labels: int | None = None):
     """The checkpoint's encoder (num_labels None) or the encoder with a new classification head."""
     from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.utils import logging
 
+    # The pre-training heads left out and the new classifier are expected: their load report would only be noise
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
     try:
         if num_labels is None:
             return AutoModel.from_pretrained(path)
@@ -92,6 +96,8 @@ def load_encoder(path: str, num_labels: int | None = None):
     except (OSError, ValueError) as e:
         raise UsageError(f"the model {path} could not be loaded for the task ({first_line(e)}); give a model "
                          "folder or Hub id.") from None
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 @torch.no_grad()

@@ -274,7 +274,7 @@ def base_model_card(model_name_or_path: str) -> tuple[str | None, str | None]:
 
 
 def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, after: dict, model_name: str,
-                  scratch: bool, model_type: str = "bert", task: dict | None = None):
+                  scratch: bool, model_type: str = "bert", task_probe: dict | None = None):
     """The card's YAML header: lineage, licence, data, language, tags and the held-out results as a model-index."""
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -296,14 +296,15 @@ def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, 
                 results.append(EvalResult(task_type="text-classification", task_name=task, metric_type=metric,
                                           metric_name=f"{objective.upper()} {key}",
                                           metric_value=after[f"{prefix}{objective}_{key}"], **dataset))
-    if task and "adapted" in task["models"]:  # the card is the adapted model's: its task results, seeds' mean
+    if task_probe and "adapted" in task_probe["models"]:  # the card is the adapted model's: its results, seeds' mean
         for key, label in METRICS:
-            score = task["models"]["adapted"][key]
+            score = task_probe["models"]["adapted"][key]
             results.append(EvalResult(
-                task_type="text-classification", task_name=f"{task['task']} ({task['mode']} task probe)",
-                dataset_type="text-classification", dataset_name=task["task"], dataset_split="test",
-                metric_type="f1" if key == "macro_f1" else key, metric_name=f"{label} (mean of {len(task['seeds'])} "
-                f"seeds, sd {score['std']:.3f})", metric_value=score["mean"],
+                task_type="text-classification", task_name=f"{task_probe['task']} ({task_probe['mode']} task probe)",
+                dataset_type="text-classification", dataset_name=task_probe["task"], dataset_split="test",
+                metric_type="f1" if key == "macro_f1" else key,
+                metric_name=f"{label} (mean of {len(task_probe['seeds'])} seeds, sd {score['std']:.3f})",
+                metric_value=score["mean"],
                 metric_config="macro" if key == "macro_f1" else None))
     return ModelCardData(
         base_model=None if scratch else base_model, license=licence, language=[recipe.get("language") or "en"],
@@ -329,7 +330,7 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     corpus_name = recipe.get("dataset_name") or ", ".join(os.path.basename(f) for f in recipe.get("train_file") or [])
     metadata = card_metadata(base_model=hub_id, licence=licence, recipe=recipe, after=report["after"],
                              model_name=name, scratch=scratch, model_type=family.model_type,
-                             task=report.get("task"))
+                             task_probe=report.get("task"))
     base = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{base_model}`"
     task = ("masked-language modelling only" if objective == "mlm" else
             f"masked-language modelling and {'next-sentence' if objective == 'nsp' else 'sentence-order'} prediction")

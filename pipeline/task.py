@@ -43,7 +43,7 @@ class TaskData:
 
 def read_rows(task_file: str) -> list[dict]:
     """The file's rows as dicts, through `datasets` (which reads csv, json lines and parquet alike)."""
-    from datasets import load_dataset
+    from datasets import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars, load_dataset
 
     if not os.path.isfile(task_file):
         raise UsageError(f"task_file {task_file} does not exist; give a csv, jsonl or parquet file of labelled "
@@ -52,11 +52,16 @@ def read_rows(task_file: str) -> list[dict]:
     if kind is None:
         raise UsageError(f"task_file {task_file} is not csv, tsv, jsonl/json or parquet; give one of those.")
     options = {"delimiter": "\t"} if task_file.lower().endswith(".tsv") else {}
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # a small file: a bar of its conversion would only scroll the error or table away
     try:
         return load_dataset(kind, data_files=task_file, split="train", **options).to_list()
     except Exception as e:  # a malformed file: datasets' and Arrow's errors run to many lines
         raise UsageError(f"task_file {task_file} could not be read as {kind} ({first_line(e)}); fix the file.") \
             from None
+    finally:
+        if not quiet:
+            enable_progress_bars()
 
 
 def load_task(task_file: str, *, text_column: str = "text", text_pair_column: str | None = None,
