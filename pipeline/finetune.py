@@ -104,12 +104,16 @@ def load_encoder(path: str, num_labels: int | None = None):
 def embed(model, tokenizer, encoded: dict, budget: Budget, device) -> torch.Tensor:
     """Mean of the last hidden states over each example's tokens: features for the linear probe."""
     model.eval()
+    # Longest first, so each batch pads to lengths alike (a CPU spends its time on padding otherwise)
+    order = sorted(range(len(encoded["input_ids"])), key=lambda i: -len(encoded["input_ids"][i]))
     out = []
-    for batch in batches(encoded, range(len(encoded["input_ids"])), 64, tokenizer, device):
+    for batch in batches(encoded, order, 32, tokenizer, device):
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu())
-    return torch.cat(out)
+    features = torch.empty(len(order), out[0].shape[1])
+    features[order] = torch.cat(out)
+    return features
 
 
 def linear_probe(train_x, train_y, test_x, num_labels: int, budget: Budget, seed: int) -> list[int]:
