@@ -201,11 +201,11 @@ def build_trainer(model, tokenizer, collator, data_args, training_args, *, train
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
 
 
-def build_task(data_args, training_args) -> tuple[TaskData, Budget] | None:
-    """The user's task, split and checked, and the budget each model is trained on it with; None without task_file.
-    Built before any training, so a bad file is refused at once."""
+def build_task(data_args, training_args) -> tuple[TaskData | None, Budget | None]:
+    """The user's task, split and checked, and the budget each model is trained on it with; (None, None) without
+    task_file. Built before any training, so a bad file is refused at once."""
     if not data_args.task_file:
-        return None
+        return None, None
     budget = Budget(mode=data_args.task_mode, seeds=data_args.task_seeds, epochs=data_args.task_epochs,
                     learning_rate=data_args.task_learning_rate, max_seq_length=data_args.max_seq_length)
     task = load_task(data_args.task_file, text_column=data_args.task_text_column,

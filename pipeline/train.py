@@ -52,9 +52,9 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                                               max_steps=training_args.max_steps,
                                               num_train_epochs=training_args.num_train_epochs)) and main_process:
         print(change)
-    task = build_task(data_args, training_args)  # the user's task file: refused now, not after training
+    task, task_budget = build_task(data_args, training_args)  # the user's task file: refused now, not after training
     if task and main_process:
-        print(task[0].describe())
+        print(task.describe())
 
     # The corpus is read at most once, and only if the cache lacks the vocabulary or dataset made from it
     with Corpus(model_args, data_args, training_args) as corpus:
@@ -116,8 +116,8 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all
         if trainer.is_world_process_zero():
             if task:  # the start model and the saved one, fine-tuned the same way on the user's task
-                report["task"] = probe_task(task[0], {"baseline": model_args.model_name_or_path, "adapted": staging},
-                                            task[1], seed=training_args.seed,
+                report["task"] = probe_task(task, {"baseline": model_args.model_name_or_path, "adapted": staging},
+                                            task_budget, seed=training_args.seed,
                                             progress=not training_args.disable_tqdm)
                 report["task"]["models"]["adapted"]["model"] = output_dir  # staging is renamed to it
             write_report(report, staging)
