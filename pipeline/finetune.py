@@ -101,7 +101,7 @@ def load_encoder(path: str, num_labels: int | None = None):
 
 
 @torch.no_grad()
-def embed(model, tokenizer, encoded: dict, budget: Budget, device) -> torch.Tensor:
+def embed(model, tokenizer, encoded: dict, device) -> torch.Tensor:
     """Mean of the last hidden states over each example's tokens: features for the linear probe."""
     model.eval()
     # Longest first, so each batch pads to lengths alike (a CPU spends its time on padding otherwise)
@@ -192,8 +192,8 @@ def probe_task(task: TaskData, models: dict[str, str], budget: Budget, seed: int
         tokenizer = load_tokenizer(checkpoint)
         if budget.mode == "quick":
             encoder = load_encoder(path).to(device)
-            train_x = embed(encoder, tokenizer, encode(tokenizer, task.train, budget.max_seq_length), budget, device)
-            test_x = embed(encoder, tokenizer, encode(tokenizer, task.test, budget.max_seq_length), budget, device)
+            train_x = embed(encoder, tokenizer, encode(tokenizer, task.train, budget.max_seq_length), device)
+            test_x = embed(encoder, tokenizer, encode(tokenizer, task.test, budget.max_seq_length), device)
             del encoder
         runs = []
         for s in seeds:
