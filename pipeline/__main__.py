@@ -1,10 +1,10 @@
-"""Command line: `bert-pretrain {prepare,inspect,vocab,train,evaluate} --config recipes/NAME.yaml [--field value ...]`."""
+"""Command line: `bert-pretrain {prepare,inspect,vocab,train,evaluate,probe} --config recipes/NAME.yaml [--field value ...]`."""
 
 import sys
 
 from pipeline.errors import RunStopped, UsageError, is_disk_full
 
-USAGE = """usage: bert-pretrain {prepare,inspect,vocab,train,evaluate} --config RECIPE.yaml [--field value ...]
+USAGE = """usage: bert-pretrain {prepare,inspect,vocab,train,evaluate,probe} --config RECIPE.yaml [--field value ...]
 
   prepare   build and cache the preprocessed dataset, print its statistics
   inspect   corpus statistics and decoded, masked training examples (--format jsonl for tools)
@@ -12,6 +12,8 @@ USAGE = """usage: bert-pretrain {prepare,inspect,vocab,train,evaluate} --config 
             and what --add_domain_tokens N or --tokenizer_from_scratch VOCAB_SIZE would change
   train     further pre-train a BERT on MLM + NSP (prepares the data if needed)
   evaluate  held-out metrics of any checkpoint (--model_name_or_path DIR)
+  probe     fine-tune two checkpoints the same way on your labelled task and compare them
+            (--task_file F --model_name_or_path ADAPTED --baseline_model BASE)
 
 Run `bert-pretrain COMMAND --help` for every field."""
 
@@ -70,8 +72,14 @@ def evaluate_main(argv: list[str]) -> None:
     evaluate(argv)
 
 
+def probe_main(argv: list[str]) -> None:
+    from pipeline.task_probe import main as probe
+
+    probe(argv)
+
+
 COMMANDS = {"prepare": prepare_main, "inspect": inspect_main, "vocab": vocab_main, "train": train_main,
-            "evaluate": evaluate_main}
+            "evaluate": evaluate_main, "probe": probe_main}
 
 
 def main(argv: list[str] | None = None) -> int:

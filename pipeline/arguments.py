@@ -180,6 +180,29 @@ class DataArguments:
         default=False, metadata={"help": "Replace a run with other settings in output_dir (its checkpoints are "
                                          "deleted); without it such a run is left alone and train stops."})
 
+    task_file: str | None = field(
+        default=None,
+        metadata={"help": "A small labelled file of your task (csv/tsv/jsonl/parquet): at the end of train, the start "
+                          "model and the trained one are fine-tuned on it the same way and each one's accuracy and "
+                          "macro-F1 reported (docs/task-probe.md)."})
+    task_text_column: str = field(default="text", metadata={"help": "task_file's text column."})
+    task_text_pair_column: str | None = field(
+        default=None, metadata={"help": "task_file's second text column, for sentence-pair tasks."})
+    task_label_column: str = field(default="label", metadata={"help": "task_file's label column."})
+    task_split_column: str | None = field(
+        default=None, metadata={"help": "A task_file column of train/test values; else a seeded split per class."})
+    task_test_percentage: float = field(
+        default=20.0, metadata={"help": "Share of each class of task_file held out to measure on, in percent."})
+    task_mode: Literal["quick", "full"] = field(
+        default="quick", metadata={"help": "quick: a linear probe on the frozen encoder (seconds on a CPU); full: "
+                                           "short fine-tuning of the whole model."})
+    task_seeds: int = field(
+        default=3, metadata={"help": "Seeds each model is trained with on the task: the report gives mean and spread."})
+    task_epochs: int | None = field(
+        default=None, metadata={"help": "Epochs over the task's training part. Default: 50 (quick), 3 (full)."})
+    task_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate on the task. Default: 1e-2 (quick), 5e-5 (full)."})
+
     def __post_init__(self):
         if not 0 <= self.validation_split_percentage < 100:
             raise UsageError(f"validation_split_percentage is {self.validation_split_percentage}; "
@@ -235,6 +258,14 @@ class VocabArguments:
         default=20, metadata={"help": "vocab: how many of the most frequent words in 3+ pieces to list."})
 
 
+@dataclass
+class ProbeArguments:
+    baseline_model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "probe: the checkpoint to compare model_name_or_path with (the start model, or another "
+                          "adapted run)."})
+
+
 # Help groups, in the order --help shows them; every field of ModelArguments and DataArguments is in one.
 # TrainingArguments' fields follow in a group of their own, the most used first.
 HELP_GROUPS = {
@@ -248,6 +279,8 @@ HELP_GROUPS = {
                    "config_name"],
     "heads and run": ["head_learning_rate", "sentence_gradient_share", "overwrite_output_dir"],
     "evaluation": ["general_eval_file", "probes", "max_eval_samples"],
+    "task probe": ["task_file", "task_text_column", "task_text_pair_column", "task_label_column", "task_split_column",
+                   "task_test_percentage", "task_mode", "task_seeds", "task_epochs", "task_learning_rate"],
 }
 COMMON_TRAINER_FIELDS = ["output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size",
                          "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
@@ -406,7 +439,7 @@ def check_integrations(training_args, environ: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = (),
-               defaults: list[str] | None = None):
+               defaults: list[str] | None = None, needs_output_dir: bool = True):
     """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments; `defaults`
     are a command's own flags, which the recipe and the command line override."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -438,7 +471,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(training_args, name) < 1:
             raise UsageError(f"{name} is {getattr(training_args, name)}; give 1 or more.")
-    if "output_dir" not in given:  # else ./trainer_output, silently
+    if needs_output_dir and "output_dir" not in given:  # else ./trainer_output, silently
         raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
     check_integrations(training_args, os.environ)
     # One truth: the fields say the precision accelerate will use, whoever chose it (an accelerate config wins

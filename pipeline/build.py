@@ -1,8 +1,8 @@
 """Arguments -> objects: the corpus, tokenizer and vocabulary change, model, prepared and held-out datasets,
-collator and Trainer.
+collator and Trainer; the user's task and the budget it is probed with.
 
 The one place where the argument dataclasses become plain values; every command (`prepare`,
-`inspect`, `vocab`, `train`, `evaluate`) is a short function over these builders, and nothing they
+`inspect`, `vocab`, `train`, `evaluate`, `probe`) is a short function over these builders, and nothing they
 call sees an argument object. Which process works first and which reuses its work is decided here.
 """
 
@@ -16,10 +16,12 @@ from pipeline.arguments import HEAD_LEARNING_RATE_FACTOR
 from pipeline.cache import cache_root, remove_stale_scratch, scratch_path
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.corpus import resolve_train_files
+from pipeline.finetune import Budget
 from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
 from pipeline.model import (check_model_fits, describe_head_training, head_weights, load_model, load_tokenizer,
                             new_model)
 from pipeline.prepare import Prepared, check_holdout, load_corpus, prepare_dataset
+from pipeline.task import TaskData, load_task
 from pipeline.trainer import PreTrainer
 from pipeline.vocabulary import VocabularyChange, change_vocabulary, init_new_embeddings
 
@@ -197,3 +199,17 @@ def build_trainer(model, tokenizer, collator, data_args, training_args, *, train
         head_learning_rate=head_learning_rate, head_weights=head_weights, callbacks=callbacks,
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+
+
+def build_task(data_args, training_args) -> tuple[TaskData | None, Budget | None]:
+    """The user's task, split and checked, and the budget each model is trained on it with; (None, None) without
+    task_file. Built before any training, so a bad file is refused at once."""
+    if not data_args.task_file:
+        return None, None
+    budget = Budget(mode=data_args.task_mode, seeds=data_args.task_seeds, epochs=data_args.task_epochs,
+                    learning_rate=data_args.task_learning_rate, max_seq_length=data_args.max_seq_length)
+    task = load_task(data_args.task_file, text_column=data_args.task_text_column,
+                     text_pair_column=data_args.task_text_pair_column, label_column=data_args.task_label_column,
+                     split_column=data_args.task_split_column, test_percentage=data_args.task_test_percentage,
+                     seed=data_seed(training_args))
+    return task, budget

@@ -9,7 +9,8 @@ import dataclasses
 import sys
 import typing
 
-from pipeline.arguments import HELP_GROUPS, DataArguments, InspectArguments, ModelArguments, VocabArguments
+from pipeline.arguments import (HELP_GROUPS, DataArguments, InspectArguments, ModelArguments, ProbeArguments,
+                                VocabArguments)
 
 HEADER = """# Field reference
 
@@ -58,7 +59,7 @@ def render() -> str:
     lines = [HEADER]
     for title, names in HELP_GROUPS.items():
         lines += [f"## {title}", "", *TABLE_HEAD, *(rows[name] for name in names), ""]
-    for command, dtype in (("inspect", InspectArguments), ("vocab", VocabArguments)):
+    for command, dtype in (("inspect", InspectArguments), ("vocab", VocabArguments), ("probe", ProbeArguments)):
         lines += [f"## `{command}` only", "", *TABLE_HEAD, *field_rows(dtype).values(), ""]
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ import platform
 import re
 
 from pipeline.families import FAMILIES, family_by_class
+from pipeline.finetune import METRICS, format_task
 from pipeline.probes import format_predictions
 
 ROWS = (("mlm_loss", "MLM loss", "{:.3f}"), ("perplexity", "MLM perplexity", "{:.1f}"),
@@ -115,7 +116,8 @@ def format_summary(before: dict, after: dict, output_dir: str, model_class: str 
 
 def build_report(*, log_history: list[dict], before: dict, after: dict, stats: dict, recipe: dict,
                  timings: dict, real_tokens: int, probes: dict, probe_history: list[dict],
-                 vocabulary: dict | None = None, training: dict | None = None, prepared: dict | None = None) -> dict:
+                 vocabulary: dict | None = None, training: dict | None = None, prepared: dict | None = None,
+                 task: dict | None = None) -> dict:
     train_seconds = timings.get("train_seconds") or 0.0
     return {
         "before": before,
@@ -133,6 +135,7 @@ def build_report(*, log_history: list[dict], before: dict, after: dict, stats: d
         "probes": probes,
         "probe_history": probe_history,
         "vocabulary": vocabulary,
+        "task": task,
     }
 
 
@@ -152,8 +155,12 @@ def plot_report(report: dict, path: str) -> None:
     prefixes = eval_prefixes(report["after"])
     heads = [(key, name) for key, name in HEADS
              if any(key in h for h in report["train"]) or any(p + key in report["after"] for p, _ in prefixes)]
-    fig, axes = plt.subplots(1, len(heads) + 1, figsize=(5 * (len(heads) + 1), 4), squeeze=False)
+    panels = len(heads) + 1 + bool(report.get("task"))
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
     axes = axes[0]
+    if report.get("task"):
+        draw_task(axes[-1], report["task"])
+        axes = axes[:-1]
     for ax, (key, name) in zip(axes, heads):
         train = [(h["step"], h[key]) for h in report["train"] if key in h]
         if train:
@@ -187,6 +194,38 @@ def plot_report(report: dict, path: str) -> None:
     ax.set_ylabel("accuracy")
     ax.set_title("held-out accuracy, before and after")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def draw_task(ax, task: dict) -> None:
+    """A bar per model and metric at its mean over the seeds, with the spread as an error bar."""
+    names = list(task["models"])
+    width = 0.8 / len(names)
+    colors = ("tab:gray", "tab:blue", "tab:green", "tab:orange")
+    for i, name in enumerate(names):
+        xs = [m + (i - (len(names) - 1) / 2) * width for m in range(len(METRICS))]
+        means = [task["models"][name][key]["mean"] for key, _ in METRICS]
+        spreads = [task["models"][name][key]["std"] for key, _ in METRICS]
+        drawn = ax.bar(xs, means, width, yerr=spreads, capsize=4, label=name, color=colors[i % len(colors)])
+        ax.bar_label(drawn, fmt="{:.1%}", fontsize=8, padding=2)
+    ax.set_xticks(range(len(METRICS)), [label for _, label in METRICS])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("test score (mean ± sd over seeds)")
+    ax.set_title(f"task: {task['task']} ({task['mode']}, {len(task['seeds'])} seeds)")
+    ax.legend()
+
+
+def plot_task(task: dict, path: str) -> None:
+    """The task probe's bars alone (`bert-pretrain probe`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_task(ax, task)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -235,7 +274,7 @@ def base_model_card(model_name_or_path: str) -> tuple[str | None, str | None]:
 
 
 def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, after: dict, model_name: str,
-                  scratch: bool, model_type: str = "bert"):
+                  scratch: bool, model_type: str = "bert", task_probe: dict | None = None):
     """The card's YAML header: lineage, licence, data, language, tags and the held-out results as a model-index."""
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -257,6 +296,16 @@ def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, 
                 results.append(EvalResult(task_type="text-classification", task_name=task, metric_type=metric,
                                           metric_name=f"{objective.upper()} {key}",
                                           metric_value=after[f"{prefix}{objective}_{key}"], **dataset))
+    if task_probe and "adapted" in task_probe["models"]:  # the card is the adapted model's: its results, seeds' mean
+        for key, label in METRICS:
+            score = task_probe["models"]["adapted"][key]
+            results.append(EvalResult(
+                task_type="text-classification", task_name=f"{task_probe['task']} ({task_probe['mode']} task probe)",
+                dataset_type="text-classification", dataset_name=task_probe["task"], dataset_split="test",
+                metric_type="f1" if key == "macro_f1" else key,
+                metric_name=f"{label} (mean of {len(task_probe['seeds'])} seeds, sd {score['std']:.3f})",
+                metric_value=score["mean"],
+                metric_config="macro" if key == "macro_f1" else None))
     return ModelCardData(
         base_model=None if scratch else base_model, license=licence, language=[recipe.get("language") or "en"],
         datasets=[recipe["dataset_name"]] if recipe.get("dataset_name") else None, library_name="transformers",
@@ -280,7 +329,8 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     name = hub_model_id or os.path.basename(os.path.abspath(output_dir))
     corpus_name = recipe.get("dataset_name") or ", ".join(os.path.basename(f) for f in recipe.get("train_file") or [])
     metadata = card_metadata(base_model=hub_id, licence=licence, recipe=recipe, after=report["after"],
-                             model_name=name, scratch=scratch, model_type=family.model_type)
+                             model_name=name, scratch=scratch, model_type=family.model_type,
+                             task_probe=report.get("task"))
     base = f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{base_model}`"
     task = ("masked-language modelling only" if objective == "mlm" else
             f"masked-language modelling and {'next-sentence' if objective == 'nsp' else 'sentence-order'} prediction")
@@ -327,6 +377,9 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
     ]
     if vocabulary:
         lines += ["", "## Vocabulary", "", "On the training documents:", "", "```", *vocabulary_lines(vocabulary), "```"]
+    if report.get("task"):
+        lines += ["", "## Your task", "", "The start model (baseline) and this one (adapted), fine-tuned the same way on "
+                  "the task:", "", "```", format_task(report["task"]), "```"]
     if report["probes"]:
         lines += ["", "## Probes (top-5 fill-mask predictions)", "", "```", *probe_lines(report["probes"]), "```"]
     lines += ["", "## Use", "", "```python", f"from transformers import {model_class}, AutoTokenizer",

@@ -10,10 +10,11 @@ from transformers import set_seed
 
 from pipeline.arguments import describe_precision, parse_args, resolved_recipe
 from pipeline.build import (Corpus, build_collator, build_dataset, build_eval_dataset, build_head_training,
-                            build_model, build_tokenizer, build_trainer, build_vocabulary)
+                            build_model, build_task, build_tokenizer, build_trainer, build_vocabulary)
 from pipeline.checkpoints import (RunRecord, check_finished, check_output_dir, check_resume, interruption_explained,
                                   record_run, resolve_resume, run_settings)
 from pipeline.final_save import final_save, recover_final_save
+from pipeline.finetune import format_task, probe_task
 from pipeline.lock import lock_output_dir
 from pipeline.model import check_model_fits
 from pipeline.probes import ProbeCallback
@@ -51,6 +52,9 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                                               max_steps=training_args.max_steps,
                                               num_train_epochs=training_args.num_train_epochs)) and main_process:
         print(change)
+    task, task_budget = build_task(data_args, training_args)  # the user's task file: refused now, not after training
+    if task and main_process:
+        print(task.describe())
 
     # The corpus is read at most once, and only if the cache lacks the vocabulary or dataset made from it
     with Corpus(model_args, data_args, training_args) as corpus:
@@ -111,12 +115,19 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
     with final_save(output_dir, main_process=training_args.should_save) as staging:
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all
         if trainer.is_world_process_zero():
+            if task:  # the start model and the saved one, fine-tuned the same way on the user's task
+                report["task"] = probe_task(task, {"baseline": model_args.model_name_or_path, "adapted": staging},
+                                            task_budget, seed=training_args.seed,
+                                            progress=not training_args.disable_tqdm)
+                report["task"]["models"]["adapted"]["model"] = output_dir  # staging is renamed to it
             write_report(report, staging)
             write_model_card(output_dir, base_model=model_args.model_name_or_path, report=report,
                              model_class=model.stock_class, save_directory=staging,
                              hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None)
     if trainer.is_world_process_zero():
         print(format_summary(before, after, output_dir, model.stock_class, probe_results, report["vocabulary"]))
+        if report["task"]:
+            print("", format_task(report["task"]), sep="\n")
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     return trainer

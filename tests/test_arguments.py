@@ -71,7 +71,7 @@ def test_help_reads_config_and_own_groups_first_trainer_last():
     assert "--config" in head and "--traceback" in head and "--vocab_top_k" in head  # the command's own flags
     titles = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
     assert titles == ["options", "bert-pretrain vocab", "model", "data", "pairs", "masking", "vocabulary",
-                      "heads and run", "evaluation", "Trainer (transformers.TrainingArguments)"]
+                      "heads and run", "evaluation", "task probe", "Trainer (transformers.TrainingArguments)"]
     trainer_at = lines.index("Trainer (transformers.TrainingArguments):")
     assert lines[trainer_at + 1].lstrip().startswith("--output_dir")
     assert "--hub_token" not in result.stdout  # refused, so not offered

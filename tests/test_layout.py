@@ -6,14 +6,15 @@ import os
 from tests.conftest import ROOT
 
 # The data flow, in order: text -> documents -> (the tokenizer) -> sentences -> pairs -> features -> prepared data ->
-# batches -> model outputs -> Trainer -> checkpoint (and the output_dir lock) -> report -> the final save; then the
+# batches -> model outputs -> Trainer -> checkpoint (and the output_dir lock) -> the user's task and the
+# fine-tuned comparison on it -> report -> the final save; then the
 # arguments, the composition layer that turns them into objects, and the commands. errors and cache serve every step.
 STEPS = ["errors", "cache", "corpus", "fertility", "wordpiece", "vocabulary", "sentences", "encoding", "pairs",
          "features", "stats", "prepare", "collator", "heads", "families", "model", "metrics", "sampler", "trainer",
-         "checkpoints", "lock", "probes", "report", "final_save", "inspection", "arguments", "build", "train",
-         "evaluation", "reference", "__main__"]
+         "checkpoints", "lock", "probes", "task", "finetune", "report", "final_save", "inspection", "arguments",
+         "build", "train", "evaluation", "task_probe", "reference", "__main__"]
 # The composition layer and the commands: the only modules that see the argument dataclasses.
-ENTRY = {"build", "train", "evaluation", "reference", "__main__"}
+ENTRY = {"build", "train", "evaluation", "task_probe", "reference", "__main__"}
 
 
 def imports(module: str) -> set[str]:

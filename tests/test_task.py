@@ -1,0 +1,63 @@
+"""pipeline/task.py: a labelled file -> checked train/test splits; bad files refused in one sentence."""
+
+import json
+
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.task import MIN_PER_CLASS, load_task
+from tests.conftest import domain_documents, make_documents
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def source_rows(n_per_class: int = 20) -> list[dict]:
+    """Which source a text comes from: general generated prose or the domain's (words the tiny vocabulary splits)."""
+    general = [{"text": t, "label": "general"} for t in make_documents(n_per_class, seed=3, max_sentences=2)]
+    domain = [{"text": t, "label": "domain"} for t in domain_documents(n_per_class, seed=4)]
+    return general + domain
+
+
+def test_split_is_stratified_seeded_and_complete(tmp_path):
+    path = write_jsonl(tmp_path / "task.jsonl", source_rows())
+    task = load_task(path, seed=1)
+    assert task.label_names == ["domain", "general"]
+    assert len(task.train.labels) + len(task.test.labels) == 40
+    assert sorted(task.test.labels) == [0, 0, 0, 0, 1, 1, 1, 1]  # 20% of each class
+    assert not set(task.train.texts) & set(task.test.texts)
+    assert load_task(path, seed=1) == task and load_task(path, seed=2).test.texts != task.test.texts
+
+
+def test_csv_pairs_and_own_split_column(tmp_path):
+    rows = [{"a": f"river {i}", "b": f"stone {i}", "y": i % 2, "part": "test" if i < 10 else "train"}
+            for i in range(30)]
+    path = tmp_path / "task.csv"
+    path.write_text("a,b,y,part\n" + "".join(f"{r['a']},{r['b']},{r['y']},{r['part']}\n" for r in rows))
+    task = load_task(str(path), text_column="a", text_pair_column="b", label_column="y", split_column="part")
+    assert task.label_names == ["0", "1"] and len(task.test.labels) == 10
+    assert task.test.texts[0] == "river 0" and task.test.text_pairs[0] == "stone 0" and task.test.labels[0] == 0
+
+
+@pytest.mark.parametrize("rows, fragment", [
+    ([{"text": "a", "category": "x"}], "no column 'label'"),
+    ([{"text": f"t{i}", "label": "x"} for i in range(20)], "one class only"),
+    ([{"text": f"t{i}", "label": "x" if i < 20 else "y"} for i in range(20 + MIN_PER_CLASS - 1)],
+     f"fewer than {MIN_PER_CLASS} examples of class 'y'"),
+    ([{"text": f"t{i % 15}", "label": "x" if i < 15 else "y"} for i in range(30)], "the same text two labels"),
+    ([{"text": f"t{i}", "label": "x" if i < 10 else ("y" if i < 19 else "")} for i in range(20)], "without a label"),
+])
+def test_bad_files_are_refused_in_one_sentence(tmp_path, rows, fragment):
+    with pytest.raises(UsageError, match=fragment) as error:
+        load_task(write_jsonl(tmp_path / "task.jsonl", rows))
+    assert "\n" not in str(error.value) and str(error.value).endswith(".")
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        load_task(str(tmp_path / "nope.csv"))
+    (tmp_path / "task.txt").write_text("text\n")
+    with pytest.raises(UsageError, match="not csv"):
+        load_task(str(tmp_path / "task.txt"))
