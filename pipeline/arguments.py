@@ -184,11 +184,15 @@ class DataArguments:
         default=None,
         metadata={"help": "A small labelled file of your task (csv/tsv/jsonl/parquet): at the end of train, the start "
                           "model and the trained one are fine-tuned on it the same way and each one's accuracy and "
-                          "macro-F1 reported (docs/task-probe.md)."})
+                          "macro-F1 (entity F1 for tags) reported (docs/task-probe.md)."})
     task_text_column: str = field(default="text", metadata={"help": "task_file's text column."})
     task_text_pair_column: str | None = field(
         default=None, metadata={"help": "task_file's second text column, for sentence-pair tasks."})
     task_label_column: str = field(default="label", metadata={"help": "task_file's label column."})
+    task_tags_column: str | None = field(
+        default=None, metadata={"help": "task_file's column of BIO tags, one per word of task_text_column (a list of "
+                                        "words, or a text split on spaces): a token classification task, measured "
+                                        "by seqeval's entity F1."})
     task_split_column: str | None = field(
         default=None, metadata={"help": "A task_file column of train/test values; else a seeded split per class."})
     task_test_percentage: float = field(
@@ -279,7 +283,8 @@ HELP_GROUPS = {
                    "config_name"],
     "heads and run": ["head_learning_rate", "sentence_gradient_share", "overwrite_output_dir"],
     "evaluation": ["general_eval_file", "probes", "max_eval_samples"],
-    "task probe": ["task_file", "task_text_column", "task_text_pair_column", "task_label_column", "task_split_column",
+    "task probe": ["task_file", "task_text_column", "task_text_pair_column", "task_label_column", "task_tags_column",
+                   "task_split_column",
                    "task_test_percentage", "task_mode", "task_seeds", "task_epochs", "task_learning_rate"],
 }
 COMMON_TRAINER_FIELDS = ["output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size",
@@ -471,8 +476,11 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(training_args, name) < 1:
             raise UsageError(f"{name} is {getattr(training_args, name)}; give 1 or more.")
-    if needs_output_dir and "output_dir" not in given:  # else ./trainer_output, silently
-        raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass --output_dir.")
+    if "output_dir" not in given:  # else ./trainer_output, silently
+        if needs_output_dir:
+            raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass "
+                             "--output_dir.")
+        training_args.output_dir = None  # a command that writes only when asked to
     check_integrations(training_args, os.environ)
     # One truth: the fields say the precision accelerate will use, whoever chose it (an accelerate config wins
     # over the bf16/fp16 flags inside TrainingArguments), so report.json and the model card record it.

@@ -210,6 +210,7 @@ def build_task(data_args, training_args) -> tuple[TaskData | None, Budget | None
                     learning_rate=data_args.task_learning_rate, max_seq_length=data_args.max_seq_length)
     task = load_task(data_args.task_file, text_column=data_args.task_text_column,
                      text_pair_column=data_args.task_text_pair_column, label_column=data_args.task_label_column,
+                     tags_column=data_args.task_tags_column,
                      split_column=data_args.task_split_column, test_percentage=data_args.task_test_percentage,
                      seed=data_seed(training_args))
     return task, budget

@@ -8,7 +8,7 @@ import platform
 import re
 
 from pipeline.families import FAMILIES, family_by_class
-from pipeline.finetune import METRICS, format_task
+from pipeline.finetune import format_task
 from pipeline.probes import format_predictions
 
 ROWS = (("mlm_loss", "MLM loss", "{:.3f}"), ("perplexity", "MLM perplexity", "{:.1f}"),
@@ -201,16 +201,16 @@ def plot_report(report: dict, path: str) -> None:
 
 def draw_task(ax, task: dict) -> None:
     """A bar per model and metric at its mean over the seeds, with the spread as an error bar."""
-    names = list(task["models"])
+    names, metrics = list(task["models"]), task["metrics"]
     width = 0.8 / len(names)
     colors = ("tab:gray", "tab:blue", "tab:green", "tab:orange")
     for i, name in enumerate(names):
-        xs = [m + (i - (len(names) - 1) / 2) * width for m in range(len(METRICS))]
-        means = [task["models"][name][key]["mean"] for key, _ in METRICS]
-        spreads = [task["models"][name][key]["std"] for key, _ in METRICS]
+        xs = [m + (i - (len(names) - 1) / 2) * width for m in range(len(metrics))]
+        means = [task["models"][name][key]["mean"] for key, _ in metrics]
+        spreads = [task["models"][name][key]["std"] for key, _ in metrics]
         drawn = ax.bar(xs, means, width, yerr=spreads, capsize=4, label=name, color=colors[i % len(colors)])
         ax.bar_label(drawn, fmt="{:.1%}", fontsize=8, padding=2)
-    ax.set_xticks(range(len(METRICS)), [label for _, label in METRICS])
+    ax.set_xticks(range(len(metrics)), [label for _, label in metrics])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("test score (mean ± sd over seeds)")
     ax.set_title(f"task: {task['task']} ({task['mode']}, {len(task['seeds'])} seeds)")
@@ -297,15 +297,16 @@ def card_metadata(*, base_model: str | None, licence: str | None, recipe: dict, 
                                           metric_name=f"{objective.upper()} {key}",
                                           metric_value=after[f"{prefix}{objective}_{key}"], **dataset))
     if task_probe and "adapted" in task_probe["models"]:  # the card is the adapted model's: its results, seeds' mean
-        for key, label in METRICS:
+        kind = "token-classification" if task_probe["kind"] == "tokens" else "text-classification"
+        for key, label in task_probe["metrics"]:
             score = task_probe["models"]["adapted"][key]
             results.append(EvalResult(
-                task_type="text-classification", task_name=f"{task_probe['task']} ({task_probe['mode']} task probe)",
-                dataset_type="text-classification", dataset_name=task_probe["task"], dataset_split="test",
-                metric_type="f1" if key == "macro_f1" else key,
+                task_type=kind, task_name=f"{task_probe['task']} ({task_probe['mode']} task probe)",
+                dataset_type=kind, dataset_name=task_probe["task"], dataset_split="test",
+                metric_type="f1" if key.endswith("_f1") else key,
                 metric_name=f"{label} (mean of {len(task_probe['seeds'])} seeds, sd {score['std']:.3f})",
                 metric_value=score["mean"],
-                metric_config="macro" if key == "macro_f1" else None))
+                metric_config={"macro_f1": "macro", "entity_f1": "seqeval"}.get(key)))
     return ModelCardData(
         base_model=None if scratch else base_model, license=licence, language=[recipe.get("language") or "en"],
         datasets=[recipe["dataset_name"]] if recipe.get("dataset_name") else None, library_name="transformers",

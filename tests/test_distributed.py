@@ -1,5 +1,6 @@
 """Two processes on CPU (gloo) through torchrun: the real multi-process path users take on GPUs."""
 
+import json
 import os
 
 import pytest
@@ -15,11 +16,16 @@ def test_two_processes_share_pairs_split_batches_and_save_once(tiny_model_dir, t
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(make_documents(80, seed=3)) + "\n")
     out = tmp_path / "run"
+    task = tmp_path / "task.jsonl"  # the task probe runs on rank 0 alone, after the other rank is done
+    task.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n"
+                            for i, t in enumerate(make_documents(20, seed=5, max_sentences=2))))
     ranks = torchrun("--model_name_or_path", tiny_model_dir, "--train_file", str(corpus), "--output_dir", str(out),
                      "--max_seq_length", "48", "--per_device_train_batch_size", "4", "--max_steps", "6",
                      "--logging_steps", "2", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
-                     "--learning_rate", "1.0e-3")
+                     "--learning_rate", "1.0e-3", "--task_file", str(task), "--task_seeds", "1")
     assert [r["world_size"] for r in ranks] == [2, 2]
+    probed = json.load(open(out / "report.json"))["task"]
+    assert probed["models"]["adapted"]["model"] == str(out) and probed["examples"] == {"train": 16, "test": 4}
 
     # Both ranks built (rank 0) or loaded (rank 1) the identical prepared dataset.
     assert ranks[0]["train_hash"] == ranks[1]["train_hash"]

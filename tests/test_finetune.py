@@ -1,13 +1,42 @@
-"""pipeline/finetune.py: two checkpoints fine-tuned the same way on a task; metrics exact, runs reproducible by seed."""
+"""pipeline/finetune.py: two checkpoints fine-tuned the same way on a task (classification or tags); runs
+reproducible by seed."""
 
 import json
+import random
 
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.finetune import Budget, classification_metrics, format_task, probe_task, summarize
+from pipeline.finetune import Budget, encode, format_task, probe_task, summarize
 from pipeline.task import load_task
-from tests.conftest import domain_documents, make_documents
+from tests.conftest import DOMAIN, WORDS, domain_documents, make_documents, make_tokenizer
+
+
+def tag_rows(n: int, seed: int = 0) -> list[dict]:
+    """Sentences of general words with domain words in them, tagged: a one-word TERM (the first half of DOMAIN) or
+    a two-word PLACE (a second-half domain word and the general word after it)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
+        tags = ["O"] * len(words)
+        for _ in range(rng.randint(1, 2)):
+            at = rng.randrange(len(words))
+            if rng.random() < 0.5:
+                words.insert(at, rng.choice(DOMAIN[:4]))
+                tags.insert(at, "B-TERM")
+            else:
+                words[at:at] = [rng.choice(DOMAIN[4:]), rng.choice(WORDS)]
+                tags[at:at] = ["B-PLACE", "I-PLACE"]
+        rows.append({"tokens": words, "tags": tags})
+    return rows
+
+
+@pytest.fixture
+def tag_task(tmp_path):
+    path = tmp_path / "tags.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in tag_rows(60)), encoding="utf-8")
+    return load_task(str(path), text_column="tokens", tags_column="tags", seed=0)
 
 
 @pytest.fixture
@@ -20,10 +49,23 @@ def source_task(tmp_path):
     return load_task(str(path), seed=0)
 
 
-def test_metrics_are_exact():
-    assert classification_metrics([0, 0, 1, 2], [0, 1, 1, 1], 3) == {"accuracy": 0.5, "macro_f1": (2 / 3 + 2 / 4 + 0) / 3}
+def test_summaries_are_exact():
     assert summarize([{"accuracy": 0.5}, {"accuracy": 0.7}]) == {
         "accuracy": {"mean": 0.6, "std": pytest.approx(0.1414, abs=1e-4), "values": [0.5, 0.7]}}
+
+
+def test_words_map_to_their_first_piece(tag_task):
+    """Every kept word's first piece is the token whose text starts the word; words past max_seq_length have none."""
+    tokenizer = make_tokenizer()
+    encoded = encode(tokenizer, tag_task.train, 12, "tokens")
+    for ids, words, firsts in zip(encoded["input_ids"], tag_task.train.texts, encoded["first_pieces"]):
+        assert len(firsts) == len(words) and firsts[0] == 1  # after [CLS]
+        positions = [p for p in firsts if p is not None]
+        assert positions == sorted(set(positions)) and all(p < len(ids) - 1 for p in positions)
+        for word, p in zip(words, firsts):
+            if p is not None:
+                assert word.startswith(tokenizer.convert_ids_to_tokens(ids[p]))
+    assert any(None in firsts for firsts in encoded["first_pieces"])  # 12 tokens cut the longer sentences
 
 
 def test_quick_probe_learns_the_task_and_repeats_by_seed(source_task, tiny_model_dir):
@@ -53,3 +95,20 @@ def test_bad_budget_is_refused():
         Budget(mode="slow")
     with pytest.raises(UsageError, match="task_seeds is 0"):
         Budget(seeds=0)
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_tags_probe_learns_entities_and_repeats_by_seed(tag_task, tiny_model_dir, mode):
+    budget = Budget(mode=mode, seeds=2, epochs=None if mode == "quick" else 4,
+                    learning_rate=None if mode == "quick" else 3e-3)
+    first = probe_task(tag_task, {"adapted": tiny_model_dir}, budget, seed=3, progress=False)
+    again = probe_task(tag_task, {"adapted": tiny_model_dir}, budget, seed=3, progress=False)
+    table = format_task(first)
+    assert "entity F1" in table and "word accuracy" in table and "sentences" in table
+    for result in (first, again):
+        result["models"]["adapted"].pop("seconds")
+    assert first == again and first["kind"] == "tokens" and first["metrics"][0] == ["entity_f1", "entity F1"]
+    scores = first["models"]["adapted"]
+    assert set(scores) >= {"entity_f1", "entity_precision", "entity_recall", "accuracy"}
+    if mode == "quick":  # the domain words are entities: their features tell them apart
+        assert scores["entity_f1"]["mean"] > 0.2  # all-O scores 0; a random tiny encoder gets ~0.3

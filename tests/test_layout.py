@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 # arguments, the composition layer that turns them into objects, and the commands. errors and cache serve every step.
 STEPS = ["errors", "cache", "corpus", "fertility", "wordpiece", "vocabulary", "sentences", "encoding", "pairs",
          "features", "stats", "prepare", "collator", "heads", "families", "model", "metrics", "sampler", "trainer",
-         "checkpoints", "lock", "probes", "task", "finetune", "report", "final_save", "inspection", "arguments",
+         "checkpoints", "lock", "probes", "task", "task_metrics", "finetune", "report", "final_save", "inspection", "arguments",
          "build", "train", "evaluation", "task_probe", "reference", "__main__"]
 # The composition layer and the commands: the only modules that see the argument dataclasses.
 ENTRY = {"build", "train", "evaluation", "task_probe", "reference", "__main__"}

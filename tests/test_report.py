@@ -155,3 +155,17 @@ def test_evaluate_is_repeatable_and_matches_training(run, capsys):
     capsys.readouterr()
     assert cli(["evaluate", *common]) == 0
     assert "checkpoint" in capsys.readouterr().out
+
+
+def test_card_lists_a_token_task_probe_as_token_classification():
+    from pipeline.report import card_metadata
+
+    score = {"mean": 0.8, "std": 0.01, "values": [0.79, 0.81]}
+    probe = {"task": "tags.jsonl", "kind": "tokens", "mode": "quick", "seeds": [42, 43],
+             "metrics": [["entity_f1", "entity F1"], ["accuracy", "word accuracy"]],
+             "models": {"adapted": {"entity_f1": score, "accuracy": {**score, "mean": 0.9}}}}
+    data = card_metadata(base_model="b", licence=None, recipe={"train_file": ["c.txt"]}, after={}, model_name="m",
+                         scratch=False, task_probe=probe)
+    probed = [r for r in data.eval_results if r.dataset_name == "tags.jsonl"]
+    assert [(r.task_type, r.metric_type, r.metric_config, r.metric_value) for r in probed] == [
+        ("token-classification", "f1", "seqeval", 0.8), ("token-classification", "accuracy", None, 0.9)]

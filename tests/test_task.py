@@ -61,3 +61,39 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "task.txt").write_text("text\n")
     with pytest.raises(UsageError, match="not csv"):
         load_task(str(tmp_path / "task.txt"))
+
+
+def test_tags_file_is_token_classification(tmp_path):
+    rows = [{"words": f"the {w} runs on rivne today".split(), "ner": ["O", "B-TERM", "O", "O", "B-PLACE", "O"]}
+            for w in ("mouden", "forning", "stonely", "summerly", "moudening", "valdening")]
+    rows += [{"words": "rivne and mouden", "ner": "B-PLACE O B-TERM"}]  # a csv-like row: space-separated
+    task = load_task(write_jsonl(tmp_path / "tags.jsonl", rows), text_column="words", tags_column="ner", seed=0)
+    assert task.kind == "tokens" and task.label_names == ["O", "B-PLACE", "B-TERM"]
+    assert len(task.train.labels) + len(task.test.labels) == 7
+    for words, tags in zip(task.train.texts + task.test.texts, task.train.labels + task.test.labels):
+        assert len(words) == len(tags) and all(isinstance(w, str) for w in words)
+    assert "2 entity types (PLACE, TERM)" in task.describe()
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ({"words": ["a", "b"], "ner": ["O"]}, "2 words and 1 tags"),
+    ({"words": ["a", "b"], "ner": ["O", "PER"]}, "not BIO"),
+    ({"words": ["a", "b"], "ner": [0, 1]}, "not BIO"),
+])
+def test_bad_tags_are_refused_in_one_sentence(tmp_path, row, fragment):
+    rows = [{"words": ["x", "y"], "ner": ["B-T", "O"]}] * 6 + [row]
+    with pytest.raises(UsageError, match=fragment) as error:
+        load_task(write_jsonl(tmp_path / "tags.jsonl", rows), text_column="words", tags_column="ner")
+    assert "\n" not in str(error.value)
+
+
+def test_too_few_entities_or_none_are_refused(tmp_path):
+    rows = [{"words": ["x", "y"], "ner": ["B-T", "O"]}] * 6 + [{"words": ["x"], "ner": ["B-RARE"]}]
+    with pytest.raises(UsageError, match="fewer than 5 entities of type 'RARE'"):
+        load_task(write_jsonl(tmp_path / "tags.jsonl", rows), text_column="words", tags_column="ner")
+    with pytest.raises(UsageError, match="tags no entity"):
+        load_task(write_jsonl(tmp_path / "o.jsonl", [{"words": ["x"], "ner": ["O"]}] * 9), text_column="words",
+                  tags_column="ner")
+    with pytest.raises(UsageError, match="--task_tags_column"):
+        load_task(write_jsonl(tmp_path / "t.jsonl", [{"words": ["x"], "ner": ["O"]}] * 9), text_column="words",
+                  tags_column="tags")

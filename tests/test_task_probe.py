@@ -56,3 +56,21 @@ def test_train_ends_with_the_task_probe(tiny_model_dir, domain_corpus, task_file
     probed = [r for r in results if r.dataset_name == "task.jsonl"]
     assert [r.metric_type for r in probed] == ["accuracy", "f1"]
     assert probed[0].metric_value == task["models"]["adapted"]["accuracy"]["mean"]
+
+
+def test_probe_tags_task_from_a_recipe_output_dir(tiny_model_dir, tmp_path, capsys):
+    """A tags column makes it token classification; an output_dir set only in the recipe is where results go."""
+    from tests.test_finetune import tag_rows
+
+    path = tmp_path / "tags.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in tag_rows(40)), encoding="utf-8")
+    out = tmp_path / "from-recipe"
+    recipe = tmp_path / "probe.yaml"
+    recipe.write_text(f"model_name_or_path: {tiny_model_dir}\noutput_dir: {out}\ntask_file: {path}\n"
+                      "task_text_column: tokens\ntask_tags_column: tags\n")
+    assert cli(["probe", "--config", str(recipe), "--baseline_model", tiny_model_dir, "--task_seeds", "1",
+                "--disable_tqdm", "true"]) == 0
+    printed = capsys.readouterr().out
+    assert "token classification, 2 entity types (PLACE, TERM)" in printed and "entity F1" in printed
+    result = json.load(open(out / "task_probe.json"))
+    assert result["kind"] == "tokens" and result["labels"] == ["O", "B-PLACE", "I-PLACE", "B-TERM"]
