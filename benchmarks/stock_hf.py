@@ -77,7 +77,7 @@ class BudgetCallback(TrainerCallback):
             self.checkpoints.append({"step": state.global_step, "train_seconds": self.train_seconds, "path": path})
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True, help="text file, one paragraph a line")
     parser.add_argument("--model", required=True, help="local BERT folder (config, weights, vocab)")
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (-1: 3 epochs)")
     parser.add_argument("--save-steps", type=int, default=5, help="save the model every this many steps")
     parser.add_argument("--seed", type=int, default=42, help="TrainingArguments' default seed")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     set_seed(args.seed)  # before the model: its new heads are drawn from the global generator
     t0 = time.perf_counter()
