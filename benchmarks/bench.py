@@ -280,8 +280,8 @@ def bench_training(args, work: str) -> list[str]:
     lines = [f"Training: {args.model}, the Meditations less the {held_out} paragraphs held "
              f"out, batch 16, held-out masked-token loss on fixed masks",
              f"  tutorial: the seed's loop, {tutorial['steps']} steps, pairs padded to {max_length}, full MLM decoder",
-             f"  stock HF: BertForPreTraining, pairs padded to {max_length}, DataCollatorForLanguageModeling, default Trainer; "
-             f"{stock['steps']} steps in a {args.stock_seconds:.0f} s budget",
+             f"  stock HF: BertForPreTraining, pairs padded to {max_length}, DataCollatorForLanguageModeling, "
+             f"default Trainer; {stock['steps']} steps in a {args.stock_seconds:.0f} s budget",
              f"  ours: dynamic padding, length-grouped, sparse MLM head; {ours['steps']} steps; stock HF and ours "
              f"evaluated every {args.eval_steps} steps",
              cpu_description(),
