@@ -203,7 +203,8 @@ class DataArguments:
     task_seeds: int = field(
         default=3, metadata={"help": "Seeds each model is trained with on the task: the report gives mean and spread."})
     task_epochs: int | None = field(
-        default=None, metadata={"help": "Epochs over the task's training part. Default: 50 (quick), 3 (full)."})
+        default=None, metadata={"help": "Epochs over the task's training part. Default: 50 (quick); full: enough "
+                                          "for 150 steps, 3 to 20."})
     task_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate on the task. Default: 1e-2 (quick), 5e-5 (full)."})
 

@@ -112,3 +112,9 @@ def test_tags_probe_learns_entities_and_repeats_by_seed(tag_task, tiny_model_dir
     assert set(scores) >= {"entity_f1", "entity_precision", "entity_recall", "accuracy"}
     if mode == "quick":  # the domain words are entities: their features tell them apart
         assert scores["entity_f1"]["mean"] > 0.2  # all-O scores 0; a random tiny encoder gets ~0.3
+
+
+def test_full_mode_trains_enough_steps_by_default():
+    assert Budget(mode="full").for_task(256).epochs == 10  # 16 steps an epoch: 160 steps
+    assert Budget(mode="full").for_task(5000).epochs == 3 and Budget(mode="full").for_task(20).epochs == 20
+    assert Budget(mode="full", epochs=2).for_task(256).epochs == 2 and Budget().for_task(256).epochs == 50
