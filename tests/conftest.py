@@ -318,3 +318,35 @@ def torchrun(subprocess_env):
         return [json.load(open(os.path.join(output_dir, f"rank{r}.json"))) for r in (0, 1)]
 
     return run
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def source_rows(n_per_class: int = 20) -> list[dict]:
+    """A task where the adapted domain matters: which source a text comes from, general generated prose or the
+    domain's (words the tiny vocabulary splits)."""
+    general = [{"text": t, "label": "general"} for t in make_documents(n_per_class, seed=3, max_sentences=2)]
+    return general + [{"text": t, "label": "domain"} for t in domain_documents(n_per_class, seed=4)]
+
+
+def tag_rows(n: int, seed: int = 0) -> list[dict]:
+    """Sentences of general words with domain words in them, tagged: a one-word TERM (the first half of DOMAIN) or
+    a two-word PLACE (a second-half domain word and the general word after it)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
+        tags = ["O"] * len(words)
+        for _ in range(rng.randint(1, 2)):
+            at = rng.randrange(len(words))
+            if rng.random() < 0.5:
+                words.insert(at, rng.choice(DOMAIN[:4]))
+                tags.insert(at, "B-TERM")
+            else:
+                words[at:at] = [rng.choice(DOMAIN[4:]), rng.choice(WORDS)]
+                tags[at:at] = ["B-PLACE", "I-PLACE"]
+        rows.append({"tokens": words, "tags": tags})
+    return rows

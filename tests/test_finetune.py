@@ -1,52 +1,24 @@
 """pipeline/finetune.py: two checkpoints fine-tuned the same way on a task (classification or tags); runs
 reproducible by seed."""
 
-import json
-import random
-
 import pytest
 
 from pipeline.errors import UsageError
 from pipeline.finetune import Budget, encode, format_task, probe_task, summarize
 from pipeline.task import load_task
-from tests.conftest import DOMAIN, WORDS, domain_documents, make_documents, make_tokenizer
-
-
-def tag_rows(n: int, seed: int = 0) -> list[dict]:
-    """Sentences of general words with domain words in them, tagged: a one-word TERM (the first half of DOMAIN) or
-    a two-word PLACE (a second-half domain word and the general word after it)."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
-        tags = ["O"] * len(words)
-        for _ in range(rng.randint(1, 2)):
-            at = rng.randrange(len(words))
-            if rng.random() < 0.5:
-                words.insert(at, rng.choice(DOMAIN[:4]))
-                tags.insert(at, "B-TERM")
-            else:
-                words[at:at] = [rng.choice(DOMAIN[4:]), rng.choice(WORDS)]
-                tags[at:at] = ["B-PLACE", "I-PLACE"]
-        rows.append({"tokens": words, "tags": tags})
-    return rows
+from tests.conftest import make_tokenizer, source_rows, tag_rows, write_jsonl
 
 
 @pytest.fixture
 def tag_task(tmp_path):
-    path = tmp_path / "tags.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in tag_rows(60)), encoding="utf-8")
-    return load_task(str(path), text_column="tokens", tags_column="tags", seed=0)
+    return load_task(write_jsonl(tmp_path / "tags.jsonl", tag_rows(60)), text_column="tokens", tags_column="tags",
+                     seed=0)
 
 
 @pytest.fixture
 def source_task(tmp_path):
     """Which source a text comes from: general generated prose, or the domain's (words the tiny vocabulary splits)."""
-    rows = [{"text": t, "label": "general"} for t in make_documents(30, seed=3, max_sentences=2)]
-    rows += [{"text": t, "label": "domain"} for t in domain_documents(30, seed=4)]
-    path = tmp_path / "task.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return load_task(str(path), seed=0)
+    return load_task(write_jsonl(tmp_path / "task.jsonl", source_rows(30)), seed=0)
 
 
 def test_summaries_are_exact():

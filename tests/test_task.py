@@ -1,24 +1,10 @@
 """pipeline/task.py: a labelled file -> checked train/test splits; bad files refused in one sentence."""
 
-import json
-
 import pytest
 
 from pipeline.errors import UsageError
 from pipeline.task import MIN_PER_CLASS, load_task
-from tests.conftest import domain_documents, make_documents
-
-
-def write_jsonl(path, rows) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
-def source_rows(n_per_class: int = 20) -> list[dict]:
-    """Which source a text comes from: general generated prose or the domain's (words the tiny vocabulary splits)."""
-    general = [{"text": t, "label": "general"} for t in make_documents(n_per_class, seed=3, max_sentences=2)]
-    domain = [{"text": t, "label": "domain"} for t in domain_documents(n_per_class, seed=4)]
-    return general + domain
+from tests.conftest import source_rows, write_jsonl
 
 
 def test_split_is_stratified_seeded_and_complete(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from pipeline.__main__ import main as cli
-from tests.conftest import FAST_TRAIN, domain_documents, make_documents
+from tests.conftest import FAST_TRAIN, source_rows, tag_rows, write_jsonl
 
 pytestmark = pytest.mark.train  # each test runs a command end to end
 
@@ -16,11 +16,7 @@ pytestmark = pytest.mark.train  # each test runs a command end to end
 @pytest.fixture
 def task_file(tmp_path):
     """Which source a text comes from: general generated prose, or the domain corpus's."""
-    rows = [{"text": t, "label": "general"} for t in make_documents(20, seed=3, max_sentences=2)]
-    rows += [{"text": t, "label": "domain"} for t in domain_documents(20, seed=4)]
-    path = tmp_path / "task.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
+    return write_jsonl(tmp_path / "task.jsonl", source_rows(20))
 
 
 def test_probe_command_compares_two_checkpoints(tiny_model_dir, task_file, tmp_path, capsys):
@@ -60,10 +56,7 @@ def test_train_ends_with_the_task_probe(tiny_model_dir, domain_corpus, task_file
 
 def test_probe_tags_task_from_a_recipe_output_dir(tiny_model_dir, tmp_path, capsys):
     """A tags column makes it token classification; an output_dir set only in the recipe is where results go."""
-    from tests.test_finetune import tag_rows
-
-    path = tmp_path / "tags.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in tag_rows(40)), encoding="utf-8")
+    path = write_jsonl(tmp_path / "tags.jsonl", tag_rows(40))
     out = tmp_path / "from-recipe"
     recipe = tmp_path / "probe.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_model_dir}\noutput_dir: {out}\ntask_file: {path}\n"
