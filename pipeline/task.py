@@ -181,25 +181,23 @@ def load_token_task(rows: list[dict], name: str, text_column: str, tags_column: 
         if bad:
             raise UsageError(f"row {number} of {name} has the tag {bad[0]!r}, which is not BIO; tag each word O, "
                              "B-TYPE or I-TYPE (tag names, not numbers).")
-        examples.append((row, [str(w) for w in words], tags))
+        examples.append({**row, text_column: [str(w) for w in words], tags_column: tags})
     from seqeval.metrics.sequence_labeling import get_entities  # entities as the metric will count them
 
-    entities = collections.Counter(kind for _, _, tags in examples for kind, _, _ in get_entities(tags))
+    entities = collections.Counter(kind for row in examples for kind, _, _ in get_entities(row[tags_column]))
     if not entities:
         raise UsageError(f"task_file {name} tags no entity (every tag is O); tag each entity's words B-TYPE, "
                          "I-TYPE.")
     if small := [t for t, c in entities.items() if c < MIN_PER_CLASS]:
         raise UsageError(f"task_file {name} has fewer than {MIN_PER_CLASS} entities of type "
                          f"{', '.join(repr(t) for t in sorted(small)[:5])}; tag more or merge the type.")
-    label_names = ["O"] + sorted({t for _, _, tags in examples for t in tags} - {"O"}, key=lambda t: (t[2:], t))
+    label_names = ["O"] + sorted({t for row in examples for t in row[tags_column]} - {"O"}, key=lambda t: (t[2:], t))
     ids = {n: i for i, n in enumerate(label_names)}
-    by_row = {id(row): (words, tags) for row, words, tags in examples}
-    parts = split_rows([row for row, _, _ in examples], [[row for row, _, _ in examples]], name, split_column,
-                       test_percentage, seed)
+    parts = split_rows(examples, [examples], name, split_column, test_percentage, seed)
 
     def split(part: list[dict]) -> TaskSplit:
-        return TaskSplit(texts=[by_row[id(r)][0] for r in part], text_pairs=None,
-                         labels=[[ids[t] for t in by_row[id(r)][1]] for r in part])
+        return TaskSplit(texts=[r[text_column] for r in part], text_pairs=None,
+                         labels=[[ids[t] for t in r[tags_column]] for r in part])
 
     return TaskData(name=name, label_names=label_names, train=split(parts["train"]), test=split(parts["test"]),
                     kind="tokens")
