@@ -210,7 +210,7 @@ def bench_training(args, work: str) -> list[str]:
     from transformers import AutoConfig
 
     from pipeline.arguments import cpu_bf16_features
-    from pipeline.model import resolve_model_path
+    from pipeline.tokenizer import resolve_model_path
 
     model = resolve_model_path(args.model)
     config = AutoConfig.from_pretrained(model)
@@ -296,7 +296,7 @@ def bench_training(args, work: str) -> list[str]:
 
 def bench_prepare(args, work: str) -> list[str]:
     from benchmarks.corpus import write_corpus
-    from pipeline.model import load_tokenizer, resolve_model_path
+    from pipeline.tokenizer import load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(resolve_model_path(args.model))
     sample = open(write_corpus(os.path.join(work, "sample.txt"), 5), encoding="utf-8").read().splitlines()

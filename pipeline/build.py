@@ -4,6 +4,10 @@ collator and Trainer; the user's task and the budget it is probed with.
 The one place where the argument dataclasses become plain values; every command (`prepare`,
 `inspect`, `vocab`, `train`, `evaluate`, `probe`) is a short function over these builders, and nothing they
 call sees an argument object. Which process works first and which reuses its work is decided here.
+
+Only what preparing the data needs is imported at the top: the builders of the model, collator, Trainer and task
+import theirs inside, so `prepare`, `inspect` and `vocab` never load the model classes, Trainer or `evaluate`
+(scikit-learn, scipy): about a second of every start (tests/test_layout.py checks it).
 """
 
 import functools
@@ -14,15 +18,9 @@ from datasets import DatasetDict
 
 from pipeline.arguments import HEAD_LEARNING_RATE_FACTOR
 from pipeline.cache import cache_root, remove_stale_scratch, scratch_path
-from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from pipeline.corpus import resolve_train_files
-from pipeline.finetune import Budget
-from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
-from pipeline.model import (check_model_fits, describe_head_training, head_weights, load_model, load_tokenizer,
-                            new_model)
 from pipeline.prepare import Prepared, check_holdout, load_corpus, prepare_dataset
-from pipeline.task import TaskData, load_task
-from pipeline.trainer import PreTrainer
+from pipeline.tokenizer import load_tokenizer
 from pipeline.vocabulary import VocabularyChange, change_vocabulary, init_new_embeddings
 
 
@@ -99,6 +97,8 @@ def build_vocabulary(tokenizer, model_args, training_args, corpus: Corpus,
 def build_model(model_args, data_args, vocabulary: VocabularyChange | None = None):
     """The checkpoint's model, grown for added domain tokens; with a tokenizer from scratch, a new one of
     config_name's family."""
+    from pipeline.model import check_model_fits, load_model, new_model
+
     if vocabulary is not None and vocabulary.from_scratch:
         return new_model(model_args.config_name, vocab_size=vocabulary.vocab_size, objective=data_args.objective,
                          cache_dir=model_args.cache_dir, revision=model_args.model_revision,
@@ -113,6 +113,8 @@ def build_model(model_args, data_args, vocabulary: VocabularyChange | None = Non
 
 def build_head_training(model, model_args, data_args, training_args) -> tuple[float, list[str]]:
     """(head_learning_rate, the weights that train at it); sets the model's sentence_gradient_share and says so."""
+    from pipeline.model import describe_head_training, head_weights
+
     # New heads train faster than the pretrained encoder, and the sentence head's gradient is not drowned by MLM's
     head_learning_rate = model_args.head_learning_rate or HEAD_LEARNING_RATE_FACTOR * training_args.learning_rate
     new_heads = head_weights(model)
@@ -153,7 +155,10 @@ def build_prepared(model_args, data_args, training_args) -> tuple[object, Prepar
         return tokenizer, build_dataset(tokenizer, model_args, data_args, training_args, corpus)
 
 
-def build_collator(tokenizer, data_args, training_args) -> DataCollatorForPreTraining:
+def build_collator(tokenizer, data_args, training_args):
+    """The `DataCollatorForPreTraining` that masks the run's batches."""
+    from pipeline.collator import DataCollatorForPreTraining
+
     return DataCollatorForPreTraining(
         tokenizer, mlm_probability=data_args.mlm_probability, mask_replace_prob=data_args.mask_replace_prob,
         random_replace_prob=data_args.random_replace_prob, whole_word_mask=data_args.whole_word_mask,
@@ -164,6 +169,8 @@ def build_collator(tokenizer, data_args, training_args) -> DataCollatorForPreTra
 def build_eval_dataset(tokenizer, collator, dataset, model_args, data_args, training_args):
     """Held-out pairs with fixed masks; with general_eval_file, {"heldout": ..., "general": ...}; None if nothing
     is held out."""
+    from pipeline.collator import fix_eval_masks
+
     if "validation" not in dataset:
         return None
     n = data_args.max_eval_samples
@@ -189,8 +196,11 @@ def with_sentence_label(dataset, label: str):
 
 def build_trainer(model, tokenizer, collator, data_args, training_args, *, train_dataset=None, eval_dataset=None,
                   head_learning_rate: float | None = None, head_weights: list[str] | None = None,
-                  callbacks: list | None = None) -> PreTrainer:
-    """The Trainer of a run (or, without train_dataset, of an evaluation), with the per-head metrics."""
+                  callbacks: list | None = None):
+    """The `PreTrainer` of a run (or, without train_dataset, of an evaluation), with the per-head metrics."""
+    from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
+    from pipeline.trainer import PreTrainer
+
     label = model.family.sentence_label
     return PreTrainer(
         model=model, args=training_args, train_dataset=with_sentence_label(train_dataset, label),
@@ -201,9 +211,12 @@ def build_trainer(model, tokenizer, collator, data_args, training_args, *, train
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
 
 
-def build_task(data_args, training_args) -> tuple[TaskData | None, Budget | None]:
-    """The user's task, split and checked, and the budget each model is trained on it with; (None, None) without
-    task_file. Built before any training, so a bad file is refused at once."""
+def build_task(data_args, training_args):
+    """The user's task (`TaskData`), split and checked, and the `Budget` each model is trained on it with; (None,
+    None) without task_file. Built before any training, so a bad file is refused at once."""
+    from pipeline.finetune import Budget
+    from pipeline.task import load_task
+
     if not data_args.task_file:
         return None, None
     budget = Budget(mode=data_args.task_mode, seeds=data_args.task_seeds, epochs=data_args.task_epochs,

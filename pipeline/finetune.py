@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.errors import UsageError, first_line
-from pipeline.model import load_tokenizer, resolve_model_path
+from pipeline.tokenizer import load_tokenizer, resolve_model_path
 from pipeline.task import TaskData, TaskSplit
 from pipeline.task_metrics import metric_names, task_metrics
 

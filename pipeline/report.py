@@ -243,7 +243,7 @@ def base_model_card(model_name_or_path: str) -> tuple[str | None, str | None]:
     """
     from huggingface_hub import ModelCard, hf_hub_download
 
-    from pipeline.model import resolve_model_path
+    from pipeline.tokenizer import resolve_model_path
 
     path = resolve_model_path(model_name_or_path)
     local = os.path.isdir(path)

