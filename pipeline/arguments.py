@@ -73,12 +73,19 @@ class ModelArguments:
                           "head needs larger steps than a pretrained encoder can take. A new NSP/SOP classifier, a "
                           "linear probe on the pooled [CLS], trains at learning_rate."},
     )
+    head_moments: Literal["separate", "shared"] = field(
+        default="separate",
+        metadata={"help": "NSP/SOP: separate gives the sentence head's gradient AdamW moments of its own (a second "
+                          "backward pass), so each head steps as it would alone; shared sums the two gradients into "
+                          "one, as BERT does, where MLM's, tens of times larger, sets the step size of both and a "
+                          "new sentence head learns far slower. Needs an AdamW optim; under FSDP or DeepSpeed the "
+                          "run falls back to shared."},
+    )
     sentence_gradient_share: float = field(
         default=0.3,
-        metadata={"help": "NSP/SOP: raise the sentence head's gradient where it enters the encoder (the [CLS] "
-                          "position) to at least this share of the MLM gradient's norm there; 0 sums the two losses "
-                          "as BERT does. Summed plainly, MLM's gradient is tens of times larger and a new sentence "
-                          "head learns only the majority class."},
+        metadata={"help": "With head_moments shared: raise the sentence head's gradient where it enters the "
+                          "encoder (the [CLS] position) to at least this share of the MLM gradient's norm there; 0 "
+                          "sums the two losses as BERT does."},
     )
 
     def __post_init__(self):
@@ -282,7 +289,7 @@ HELP_GROUPS = {
                 "max_predictions_per_seq"],
     "vocabulary": ["tokenizer_name", "add_domain_tokens", "domain_tokens_file", "tokenizer_from_scratch",
                    "config_name"],
-    "heads and run": ["head_learning_rate", "sentence_gradient_share", "overwrite_output_dir"],
+    "heads and run": ["head_learning_rate", "head_moments", "sentence_gradient_share", "overwrite_output_dir"],
     "evaluation": ["general_eval_file", "probes", "max_eval_samples"],
     "task probe": ["task_file", "task_text_column", "task_text_pair_column", "task_label_column", "task_tags_column",
                    "task_split_column",

@@ -12,7 +12,9 @@ import theirs inside, so `prepare`, `inspect` and `vocab` never load the model c
 
 import functools
 import math
+import os
 import shutil
+from typing import NamedTuple
 
 from datasets import DatasetDict
 
@@ -111,20 +113,50 @@ def build_model(model_args, data_args, vocabulary: VocabularyChange | None = Non
     return model
 
 
-def build_head_training(model, model_args, data_args, training_args) -> tuple[float, list[str]]:
-    """(head_learning_rate, the weights that train at it); sets the model's sentence_gradient_share and says so."""
+class HeadTraining(NamedTuple):
+    """What a run does about its heads: the rate of the MLM head's new weights, which those are, and whether the
+    sentence head's gradient gets AdamW moments of its own."""
+
+    learning_rate: float
+    weights: list[str]
+    separate_moments: bool
+
+
+def build_head_training(model, model_args, data_args, training_args) -> HeadTraining:
+    """The run's `HeadTraining`; sets the model's sentence_gradient_share (with shared moments) and says so."""
     from pipeline.model import describe_head_training, head_weights
 
     # New heads train faster than the pretrained encoder, and the sentence head's gradient is not drowned by MLM's
     head_learning_rate = model_args.head_learning_rate or HEAD_LEARNING_RATE_FACTOR * training_args.learning_rate
     new_heads = head_weights(model)
+    moments, why = "shared", None
     if data_args.objective != "mlm":
-        model.sentence_gradient_share = model_args.sentence_gradient_share
+        moments, why = head_moments(model_args.head_moments, training_args)
+        model.sentence_gradient_share = model_args.sentence_gradient_share if moments == "shared" else None
     if training_args.process_index == 0:
         print(describe_head_training(new_heads, objective=data_args.objective,
                                      learning_rate=training_args.learning_rate, head_learning_rate=head_learning_rate,
-                                     sentence_gradient_share=model_args.sentence_gradient_share))
-    return head_learning_rate, new_heads
+                                     moments=moments, sentence_gradient_share=model_args.sentence_gradient_share,
+                                     fallback=why))
+    return HeadTraining(head_learning_rate, new_heads, moments == "separate")
+
+
+def head_moments(asked: str, training_args, environ=os.environ) -> tuple[str, str | None]:
+    """("separate" or "shared", why separate was asked for but cannot be had here, or None).
+
+    Separate moments need the whole gradient of each weight on each process, in an AdamW this tool builds: FSDP
+    and DeepSpeed shard gradients and optimizer state in hooks of their own, other optimizers have other state.
+    """
+    if asked == "shared":
+        return "shared", None
+    if training_args.fsdp or environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "shared", "FSDP shards the gradients"
+    if training_args.deepspeed or environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return "shared", "DeepSpeed owns the optimizer"
+    optim = getattr(training_args.optim, "value", training_args.optim)  # an OptimizerNames once parsed
+    if optim not in ("adamw_torch", "adamw_torch_fused"):
+        return "shared", f"optim {optim} is not AdamW"
+    return "separate", None
 
 
 def _prepare(tokenizer, model_args, data_args, training_args, **inputs) -> Prepared:
@@ -195,8 +227,7 @@ def with_sentence_label(dataset, label: str):
 
 
 def build_trainer(model, tokenizer, collator, data_args, training_args, *, train_dataset=None, eval_dataset=None,
-                  head_learning_rate: float | None = None, head_weights: list[str] | None = None,
-                  callbacks: list | None = None):
+                  head_training: HeadTraining | None = None, callbacks: list | None = None):
     """The `PreTrainer` of a run (or, without train_dataset, of an evaluation), with the per-head metrics."""
     from pipeline.metrics import compute_metrics, preprocess_logits_for_metrics
     from pipeline.trainer import PreTrainer
@@ -206,7 +237,9 @@ def build_trainer(model, tokenizer, collator, data_args, training_args, *, train
         model=model, args=training_args, train_dataset=with_sentence_label(train_dataset, label),
         eval_dataset=with_sentence_label(eval_dataset, label),
         processing_class=tokenizer, data_collator=collator, head=data_args.objective,
-        head_learning_rate=head_learning_rate, head_weights=head_weights, callbacks=callbacks,
+        head_learning_rate=head_training and head_training.learning_rate,
+        head_weights=head_training and head_training.weights,
+        separate_head_moments=bool(head_training and head_training.separate_moments), callbacks=callbacks,
         compute_metrics=functools.partial(compute_metrics, head=data_args.objective),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
 

@@ -164,7 +164,8 @@ RUN_FILE = "run.json"
 RUN_DEFINING = (
     # the model and its vocabulary
     "model_name_or_path", "model_revision", "tokenizer_name", "add_domain_tokens", "domain_tokens_file",
-    "tokenizer_from_scratch", "config_name", "head_learning_rate", "sentence_gradient_share",
+    "tokenizer_from_scratch", "config_name", "head_learning_rate", "head_moments",
+    "sentence_gradient_share",
     # the data and its pairs
     "train_file", "dataset_name", "dataset_config_name", "text_column", "document_format", "language", "objective",
     "pairing", "dupe_factor", "validation_split_percentage", "max_seq_length", "short_seq_prob", "nsp_probability",

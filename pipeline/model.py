@@ -234,16 +234,23 @@ def head_weights(model) -> list[str]:
 
 
 def describe_head_training(head_weight_names: list[str], *, objective: str, learning_rate: float,
-                           head_learning_rate: float, sentence_gradient_share: float | None) -> str:
+                           head_learning_rate: float, moments: str = "shared",
+                           sentence_gradient_share: float | None = None, fallback: str | None = None) -> str:
     """One line: which head weights start untrained and what the run does about them."""
     modules = sorted({name.rsplit(".", 1)[0] for name in head_weight_names})
     parts = [f"newly initialised MLM head weights: {', '.join(modules)}; they train at head_learning_rate "
              f"{head_learning_rate:g}, the rest (a new sentence classifier too) at learning_rate {learning_rate:g}"
              if modules else f"no newly initialised MLM head weights; all train at learning_rate {learning_rate:g}"]
     if objective != "mlm":
-        parts.append(f"the {objective.upper()} head's gradient into the encoder is raised to at least "
-                     f"{sentence_gradient_share:g} of the MLM gradient's norm (sentence_gradient_share)"
-                     if sentence_gradient_share else "the two losses are summed as BERT does (sentence_gradient_share 0)")
+        head = objective.upper()
+        if moments == "separate":
+            parts.append(f"the {head} head's gradient has AdamW moments of its own (head_moments separate: a second "
+                         "backward pass), so MLM's larger gradient does not set its step size")
+        else:
+            because = f"head_moments shared, since {fallback}" if fallback else "head_moments shared"
+            parts.append(f"the {head} head's gradient into the encoder is raised to at least "
+                         f"{sentence_gradient_share:g} of the MLM gradient's norm ({because})" if sentence_gradient_share
+                         else f"the two losses are summed as BERT does ({because}, sentence_gradient_share 0)")
     return "; ".join(parts) + "."
 
 

@@ -365,7 +365,9 @@ def write_model_card(output_dir: str, *, base_model: str, report: dict, model_cl
         f"process{'es' if training.get('processes', 1) > 1 else ''})",
         f"- learning_rate {recipe.get('learning_rate')}"
         + (f" (new heads: head_learning_rate {training['head_learning_rate']:g})"
-           if training.get("head_learning_rate") else "") + ", "
+           if training.get("head_learning_rate") else "")
+        + (f", {objective.upper()} head with AdamW moments of its own" if objective != "mlm"
+           and training.get("head_moments") == "separate" else "") + ", "
         f"{str(recipe.get('lr_scheduler_type')).rsplit('.', 1)[-1].lower()} schedule, seed {recipe.get('seed')}",
         f"- {precision}, on {training.get('hardware', 'unknown hardware')}, "
         f"{report['timings'].get('train_seconds', 0):.0f} s of training",

@@ -61,7 +61,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
         tokenizer, vocabulary = build_vocabulary(build_tokenizer(model_args), model_args, training_args, corpus)
         model = build_model(model_args, data_args, vocabulary)
-        head_learning_rate, new_heads = build_head_training(model, model_args, data_args, training_args)
+        head_training = build_head_training(model, model_args, data_args, training_args)
         check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 
         # Load datasets
@@ -79,7 +79,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
     probes = ProbeCallback(tokenizer, data_args.probes or [])
     trainer = build_trainer(model, tokenizer, collator, data_args, training_args,
                             train_dataset=prepared.dataset["train"], eval_dataset=eval_dataset,
-                            head_learning_rate=head_learning_rate, head_weights=new_heads,
+                            head_training=head_training,
                             callbacks=[probes, RunRecord(settings, training_args.world_size), *(callbacks or [])])
     probes_before = probes.run(model, 0) if probes.prompts else []
     if training_args.should_save:  # every node's main process with save_on_each_node
@@ -110,7 +110,8 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                   "effective_batch_size": training_args.train_batch_size
                   * training_args.gradient_accumulation_steps * training_args.world_size,
                   "processes": training_args.world_size, "precision": trainer.accelerator.mixed_precision,
-                  "head_learning_rate": head_learning_rate if new_heads else None,
+                  "head_learning_rate": head_training.learning_rate if head_training.weights else None,
+                  "head_moments": "separate" if head_training.separate_moments else "shared",
                   "hardware": describe_hardware(training_args.device, training_args.world_size)})
     with final_save(output_dir, main_process=training_args.should_save) as staging:
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all

@@ -7,6 +7,7 @@ from transformers import Trainer, TrainerCallback
 
 from pipeline.errors import UsageError
 from pipeline.heads import HeadSums
+from pipeline.optimizer import HeadwiseAdamW
 from pipeline.sampler import EpochDrawSampler
 
 
@@ -34,11 +35,14 @@ class PreTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, head: str = "nsp", head_learning_rate: float | None = None,
-                 head_weights: list[str] | None = None, **kwargs):
+                 head_weights: list[str] | None = None, separate_head_moments: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.head = head
         self.head_learning_rate = head_learning_rate
         self.head_weights = set(head_weights or [])
+        self.separate_head_moments = separate_head_moments
+        self._headwise = None  # the HeadwiseAdamW, with separate_head_moments
+        self._trainable = None
         self._step_counts = None
         self._head_sums = None
         self.add_callback(CollatorEpoch(self.data_collator))
@@ -68,17 +72,38 @@ class PreTrainer(Trainer):
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         tokens, examples = self._step_counts.clamp(min=1)
         head = HeadSums.from_tensor(sums)
-        loss = head.mlm_loss_sum / tokens + head.sentence_loss_sum / examples  # 0 without a sentence head
-        if self.args.average_tokens_across_devices:
-            loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
+        # DDP averages gradients over processes: each process's share of the global means counts num_processes times
+        factor = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+        sentence = head.sentence_loss_sum / examples  # 0 without a sentence head
+        if self._headwise is not None and torch.is_tensor(sentence) and sentence.requires_grad:
+            sentence = self._second_backward(model, sentence * factor) / factor
+        loss = (head.mlm_loss_sum / tokens + sentence) * factor
         detached = sums.detach()
         self._head_sums = detached if self._head_sums is None else self._head_sums + detached
         return (loss, outputs) if return_outputs else loss
 
+    def _second_backward(self, model, sentence: torch.Tensor) -> torch.Tensor:
+        """Hands the sentence loss's gradient to the HeadwiseAdamW; returns the loss, kept for the logs but with
+        no gradient left to add to MLM's (the zero term keeps every weight in the graph, as DDP expects)."""
+        if self._trainable is None:
+            self._trainable = [p for p in model.parameters() if p.requires_grad]
+        with torch.autocast(sentence.device.type, enabled=False):  # backward runs in the forward's precisions
+            grads = torch.autograd.grad(sentence, self._trainable, retain_graph=True, allow_unused=True)
+        self._headwise.add_second_gradients(self._trainable, grads)
+        return sentence.detach() + 0 * sentence
+
     def create_optimizer(self, model=None):
         """Trainer's optimizer, with `head_weights` (untrained heads) in groups of their own at head_learning_rate:
         a random head needs larger steps than the pretrained encoder can take."""
-        optimizer = super().create_optimizer(model)
+        optimizer = self._with_head_groups(super().create_optimizer(model), model)
+        if self.separate_head_moments:
+            if not isinstance(optimizer, torch.optim.AdamW):
+                raise UsageError(f"head_moments separate keeps AdamW moments per head, but optim {self.args.optim} "
+                                 "is not AdamW; set optim adamw_torch_fused or head_moments shared.")
+            self.optimizer = self._headwise = HeadwiseAdamW.like(optimizer, max_grad_norm=self.args.max_grad_norm)
+        return self.optimizer
+
+    def _with_head_groups(self, optimizer, model):
         if self.head_learning_rate in (None, self.args.learning_rate) or not self.head_weights:
             return optimizer
         new_ids = {id(p) for name, p in (model or self.model).named_parameters() if name in self.head_weights}

@@ -2,7 +2,7 @@
 
 Runs the real entry point and writes what this rank saw to <output_dir>/rank<N>.json:
 a hash of its prepared training set, the training examples it collated, and its own
-per-head sums at each log (before they are reduced over ranks).
+per-head sums at each log (before they are reduced over ranks), and a hash of its trained weights.
 """
 
 import hashlib
@@ -44,8 +44,12 @@ PreTrainer.log = log
 trainer = train_module.main(sys.argv[1:], return_trainer=True)
 rank = trainer.args.process_index
 train_hash = hashlib.sha1(str(trainer.train_dataset["input_ids"][:]).encode()).hexdigest()
+# DDP keeps the ranks' weights equal only if every gradient is averaged, the sentence head's second one too.
+weights_hash = hashlib.sha1(b"".join(p.detach().float().numpy().tobytes()
+                                     for p in trainer.model.parameters())).hexdigest()
 with open(os.path.join(trainer.args.output_dir, f"rank{rank}.json"), "w") as f:
-    json.dump({"rank": rank, "world_size": trainer.args.world_size, "train_hash": train_hash, "seen": seen,
+    json.dump({"rank": rank, "world_size": trainer.args.world_size, "train_hash": train_hash,
+               "weights_hash": weights_hash, "seen": seen,
                "local_sums": local_sums, "log_history": trainer.state.log_history,
                "all_train": [hashlib.sha1(str(ids).encode()).hexdigest()
                              for ids in trainer.train_dataset["input_ids"][:]]}, f)

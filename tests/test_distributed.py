@@ -29,6 +29,8 @@ def test_two_processes_share_pairs_split_batches_and_save_once(tiny_model_dir, t
 
     # Both ranks built (rank 0) or loaded (rank 1) the identical prepared dataset.
     assert ranks[0]["train_hash"] == ranks[1]["train_hash"]
+    # and end with the same weights: both heads' gradients (the NSP head's has moments of its own) were averaged.
+    assert ranks[0]["weights_hash"] == ranks[1]["weights_hash"]
     # Each rank trained on its own shard: 6 steps x 4 examples each (plus the one batch accelerate's
     # dataloader fetches ahead), no example on both.
     seen0, seen1 = ranks[0]["seen"], ranks[1]["seen"]

@@ -80,3 +80,61 @@ def test_new_heads_train_at_the_head_learning_rate(tmp_path):
     # Weight decay still spares biases and LayerNorms among the head's weights.
     assert {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.0 and g["lr"] == 1e-3
             for p in g["params"]} == {"cls.predictions.transform.dense.bias"}
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("accumulation", [1, 4])
+def test_separate_head_moments_step_is_each_heads_adamw_step_added(tmp_path, accumulation):
+    """With separate head moments, one optimizer step moves every weight by MLM's AdamW step plus the sentence
+    loss's own AdamW step, computed here by hand from the two losses' gradients over the whole batch of 16."""
+    import copy
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
+    from pipeline.heads import HeadSums
+    from pipeline.trainer import PreTrainer
+    from tests.conftest import make_examples, make_model, make_tokenizer
+
+    tokenizer = make_tokenizer()
+    collator = DataCollatorForPreTraining(tokenizer, seed=0)
+    data = fix_eval_masks(Dataset.from_list(make_examples(tokenizer, 16, seed=3)), collator, seed=0)
+    data = data.add_column("epoch", [0] * 16)
+    torch.manual_seed(0)
+    model = make_model(len(tokenizer))
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    model = type(model)(model.config)
+    start = copy.deepcopy(model)
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16 // accumulation,
+                             gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-3,
+                             weight_decay=0.01, max_grad_norm=0.0, warmup_steps=0, lr_scheduler_type="constant",
+                             logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
+                             seed=0)
+    trainer = PreTrainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                         processing_class=tokenizer, separate_head_moments=True)
+    trainer.train()
+
+    # By hand: the two losses over all 16 examples, their gradients, an AdamW step for each.
+    batch = collator([{k: v for k, v in row.items() if k != "epoch"} for row in data])
+    start.train()
+    sums = HeadSums.from_tensor(start(**batch).head_sums)
+    params = [p for p in start.parameters()]
+    mlm = torch.autograd.grad(sums.mlm_loss_sum / sums.mlm_count, params, retain_graph=True, allow_unused=True)
+    sentence = torch.autograd.grad(sums.sentence_loss_sum / sums.sentence_count, params, allow_unused=True)
+    decay = set(trainer.get_decay_parameter_names(start))
+    names = [n for n, _ in start.named_parameters()]
+    for name, param, g_mlm, g_sentence in zip(names, params, mlm, sentence):
+        expected = param.detach().clone()
+        # MLM's step carries the weight decay of every weight; the sentence step only moves what it reached
+        g_mlm = torch.zeros_like(param) if g_mlm is None else g_mlm
+        for grad, weight_decay in ((g_mlm, 0.01 if name in decay else 0.0), (g_sentence, 0.0)):
+            if grad is not None:
+                alone = torch.nn.Parameter(param.detach().clone())
+                alone.grad = grad
+                torch.optim.AdamW([alone], lr=1e-3, weight_decay=weight_decay).step()
+                expected += alone.detach() - param.detach()
+        torch.testing.assert_close(dict(trainer.model.named_parameters())[name].detach(), expected,
+                                   rtol=1e-4, atol=1e-6, msg=name)
