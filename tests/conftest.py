@@ -262,7 +262,7 @@ def domain_documents(n_docs: int, seed: int = 0) -> list[str]:
 def make_examples(tokenizer, n=400, seed=0) -> list[dict]:
     """Random sentence pairs as the prepared dataset holds them (input_ids, token_type_ids, label, length)."""
     rng = random.Random(seed)
-    words = [t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3]
+    words = sorted(t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3)  # get_vocab's order varies
     out = []
     for _ in range(n):
         a = " ".join(rng.choice(words) for _ in range(rng.randint(3, 20)))

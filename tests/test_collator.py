@@ -89,7 +89,7 @@ def word_spans(tokenizer, ids):
 def piecey_examples(tokenizer, n, seed):
     """Words that split into several pieces (prefix + ##suffix), so whole-word masking has work to do."""
     rng = random.Random(seed)
-    words = [t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3]
+    words = sorted(t for t in tokenizer.get_vocab() if t.isalpha() and len(t) > 3)
     out = []
     for _ in range(n):
         text = " ".join(rng.choice(words) + rng.choice(["", "s", "ing", "ed"]) for _ in range(rng.randint(5, 30)))
