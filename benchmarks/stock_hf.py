@@ -77,6 +77,36 @@ class BudgetCallback(TrainerCallback):
             self.checkpoints.append({"step": state.global_step, "train_seconds": self.train_seconds, "path": path})
 
 
+def stock_trainer(corpus: str, model_dir: str, output_dir: str, *, max_length: int, batch_size: int,
+                  max_steps: int = -1, seed: int = 42, bf16: bool = False, count_tokens: bool = True,
+                  callbacks: list | None = None, use_cpu: bool = False) -> Trainer:
+    """The stock path's Trainer, ready to train: tokenizer, model, pairs, collator and default arguments.
+
+    bf16 is the one flag a user adds for bf16 mixed precision on a GPU; count_tokens sets Trainer's own count of
+    real tokens (a scalar copied to the host at every step: the CPU benchmark reads it, the GPU one counts the
+    padding it knows instead); use_cpu only lets a smoke run try bf16 on a CPU.
+    """
+    set_seed(seed)  # before the model: its new heads are drawn from the global generator
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = BertForPreTraining.from_pretrained(model_dir)
+
+    # Load datasets
+    paragraphs = load_dataset("text", data_files=corpus, split="train")["text"]
+    pairs = Dataset.from_dict(make_pairs(paragraphs, nsp_probability=0.5, rng=random.Random(seed)))
+    train_dataset = pairs.map(
+        lambda batch: tokenizer(batch["sentence_a"], batch["sentence_b"], truncation=True, padding="max_length",
+                                max_length=max_length),
+        batched=True, remove_columns=["sentence_a", "sentence_b"])
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+
+    # Train
+    training_args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=batch_size,
+                                      max_steps=max_steps, bf16=bf16, use_cpu=use_cpu,
+                                      include_num_input_tokens_seen="non_padding" if count_tokens else "no")
+    return Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=collator,
+                   processing_class=tokenizer, callbacks=callbacks)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True, help="text file, one paragraph a line")
@@ -90,27 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42, help="TrainingArguments' default seed")
     args = parser.parse_args(argv)
 
-    set_seed(args.seed)  # before the model: its new heads are drawn from the global generator
     t0 = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = BertForPreTraining.from_pretrained(args.model)
-
-    # Load datasets
-    paragraphs = load_dataset("text", data_files=args.corpus, split="train")["text"]
-    pairs = Dataset.from_dict(make_pairs(paragraphs, nsp_probability=0.5, rng=random.Random(args.seed)))
-    train_dataset = pairs.map(
-        lambda batch: tokenizer(batch["sentence_a"], batch["sentence_b"], truncation=True, padding="max_length",
-                                max_length=args.max_length),
-        batched=True, remove_columns=["sentence_a", "sentence_b"])
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    budget = BudgetCallback(args.output_dir, None, args.save_steps, args.seconds)
+    trainer = stock_trainer(args.corpus, args.model, args.output_dir, max_length=args.max_length,
+                            batch_size=args.batch_size, max_steps=args.max_steps, seed=args.seed, callbacks=[budget])
+    budget.tokenizer, train_dataset = trainer.processing_class, trainer.train_dataset
     prep_seconds = time.perf_counter() - t0
-
-    # Train
-    training_args = TrainingArguments(output_dir=args.output_dir, per_device_train_batch_size=args.batch_size,
-                                      max_steps=args.max_steps, include_num_input_tokens_seen="non_padding")
-    budget = BudgetCallback(args.output_dir, tokenizer, args.save_steps, args.seconds)
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=collator,
-                      processing_class=tokenizer, callbacks=[budget])
     trainer.train()
     # Every epoch's last batch may be short (Trainer keeps it): samples counted per epoch, not steps x batch.
     epochs, rest = divmod(trainer.state.global_step, math.ceil(len(train_dataset) / args.batch_size))

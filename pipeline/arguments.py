@@ -81,6 +81,13 @@ class ModelArguments:
                           "new sentence head learns far slower. Needs an AdamW optim; under FSDP or DeepSpeed the "
                           "run falls back to shared."},
     )
+    attention_dropout: float | None = field(
+        default=None,
+        metadata={"help": "Dropout on the attention probabilities while training here; saved checkpoints keep the "
+                          "model's own value. Default: the model's own with a CUDA GPU, whose fused attention "
+                          "applies it; 0 elsewhere, where PyTorch's fused attention has no dropout and one falls "
+                          "back to building every score matrix (a training step 3.6x slower at 512 tokens)."},
+    )
     sentence_gradient_share: float = field(
         default=0.3,
         metadata={"help": "With head_moments shared: raise the sentence head's gradient where it enters the "
@@ -92,6 +99,8 @@ class ModelArguments:
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             raise UsageError(f"head_learning_rate is {self.head_learning_rate}; give a positive value, or leave it "
                              f"out for {HEAD_LEARNING_RATE_FACTOR} x learning_rate.")
+        if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:
+            raise UsageError(f"attention_dropout is {self.attention_dropout}; give a probability from 0 to below 1.")
         if self.sentence_gradient_share < 0:
             raise UsageError(f"sentence_gradient_share is {self.sentence_gradient_share}; give 0 (off) or more.")
         if self.add_domain_tokens < 0:
@@ -289,7 +298,8 @@ HELP_GROUPS = {
                 "max_predictions_per_seq"],
     "vocabulary": ["tokenizer_name", "add_domain_tokens", "domain_tokens_file", "tokenizer_from_scratch",
                    "config_name"],
-    "heads and run": ["head_learning_rate", "head_moments", "sentence_gradient_share", "overwrite_output_dir"],
+    "heads and run": ["head_learning_rate", "head_moments", "sentence_gradient_share", "attention_dropout",
+                      "overwrite_output_dir"],
     "evaluation": ["general_eval_file", "probes", "max_eval_samples"],
     "task probe": ["task_file", "task_text_column", "task_text_pair_column", "task_label_column", "task_tags_column",
                    "task_split_column",
@@ -451,6 +461,20 @@ def check_integrations(training_args, environ: dict) -> None:
             raise UsageError(f"{what} needs the {module} package, which is not installed; run `{install}`.")
 
 
+def loader_defaults(environ: dict) -> list[str]:
+    """Flags that keep a GPU fed. Trainer's defaults make the host wait for the GPU at every step: its check of
+    each step's loss for NaN (a Python `if` on a GPU tensor; the per-head means logged here come from sums of their
+    own) and the batches it then collates and masks in the main process while the GPU waits. Measured on an H200,
+    BERT-base at 128 tokens: a step 27% shorter without both. On a CPU-only machine, worker processes would take
+    cores from training, so there batches stay in the main process."""
+    flags = ["--logging_nan_inf_filter", "false"]
+    if torch.cuda.is_available():
+        processes = int(environ.get("LOCAL_WORLD_SIZE", "1"))
+        workers = min(4, (os.cpu_count() or 1) // (2 * processes))
+        flags += ["--dataloader_num_workers", str(workers)] if workers else []
+    return flags
+
+
 def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = (),
                defaults: list[str] | None = None, needs_output_dir: bool = True):
     """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments; `defaults`
@@ -464,7 +488,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     # Defaults that differ from TrainingArguments', placed first so the recipe and the command line override them.
     precision_argv, automatic = choose_precision(given, os.environ)
     # Every weight of these models gets a gradient: DDP's search for unused ones only costs time and warns per rank.
-    defaults = [*precision_argv, "--ddp_find_unused_parameters", "false", *(defaults or [])]
+    defaults = [*precision_argv, "--ddp_find_unused_parameters", "false", *loader_defaults(os.environ),
+                *(defaults or [])]
     if not torch.accelerator.is_available():
         # Trainer refuses `bf16: true` without an accelerator unless use_cpu is set; saying so here lets one
         # recipe serve GPU boxes and CPU-only machines (where bf16 autocast runs; fast only with AVX512-BF16/AMX).

@@ -71,6 +71,9 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
     mask_count: str = "per_token"
     epoch: int = 0  # set by the trainer at each epoch; part of the mask seed
     max_predictions_per_seq: int = 20
+    # Also hand the model the flat indices of the masked positions (the sparse heads of pipeline/model.py take them).
+    mlm_positions: bool = False
+    positions_multiple: int = 128
 
     def __post_init__(self):
         whole_word_mask, self.whole_word_mask = self.whole_word_mask, False  # keep the parent's WWM rules out
@@ -93,6 +96,8 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         if labels is None:
             batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
                 batch["input_ids"], generator=self.batch_generator(batch["input_ids"]))
+            if self.mlm_positions:
+                batch["mlm_positions"] = masked_positions(batch["labels"], self.positions_multiple)
         else:
             width = batch["input_ids"].shape[1]
             batch["labels"] = torch.tensor([list(r) + [-100] * (width - len(r)) for r in labels], dtype=torch.long)
@@ -179,6 +184,22 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         chosen_words = torch.zeros(inputs.shape[0], inputs.shape[1] + 1, dtype=torch.bool)
         chosen_words[rows[chosen_starts], word[chosen_starts]] = True
         return torch.gather(chosen_words, 1, word) & ~special
+
+
+def masked_positions(labels: torch.Tensor, multiple: int) -> torch.Tensor:
+    """The flat indices of the MLM targets in `labels`, padded to a multiple of `multiple` with the index of a
+    position that is no target (its label, -100, is ignored by the loss).
+
+    Found here, on the CPU that masked the batch, the model gathers its masked rows with no boolean indexing: on a
+    GPU that would stop the host until the encoder has run, and give each batch a new shape to compile for.
+    """
+    flat = labels.reshape(-1)
+    targets = (flat != -100).nonzero().squeeze(1)
+    padding = -len(targets) % multiple
+    if not padding:
+        return targets
+    filler = int((flat == -100).nonzero()[0])  # [CLS] is never a target
+    return torch.cat([targets, targets.new_full((padding,), filler)])
 
 
 def fix_eval_masks(dataset: Dataset, collator: DataCollatorForPreTraining, seed: int, batch_size: int = 256) -> Dataset:

@@ -32,21 +32,59 @@ class MaskedLMSumsOutput(MaskedLMOutput):
 
 
 def _mlm_sums(prediction_logits, targets):
+    """Loss sum, targets and correct predictions; rows whose target is -100 (padding of mlm_positions) count for
+    nothing."""
     token_loss = F.cross_entropy(prediction_logits.float(), targets, reduction="sum")
     correct = (prediction_logits.detach().argmax(-1) == targets).sum()
-    return token_loss, targets.new_tensor(targets.numel()), correct
+    return token_loss, (targets != -100).sum(), correct
 
 
 class SavedAsStockClass:
-    """Saves a training-time subclass so that config.json names the stock transformers class."""
+    """Saves a training-time subclass so that config.json names the stock transformers class and keeps the values
+    training changed (`config_as_saved`: the attention dropout)."""
 
     stock_class: str
+    config_as_saved: dict = {}
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            self.config.architectures = [self.stock_class]
-            self.config.save_pretrained(save_directory)
+        training_values = {name: getattr(self.config, name) for name in self.config_as_saved}
+        self.config.update(self.config_as_saved)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+            if kwargs.get("is_main_process", True):
+                self.config.architectures = [self.stock_class]
+                self.config.save_pretrained(save_directory)
+        finally:
+            self.config.update(training_values)
+
+
+# Where configs keep the dropout on attention probabilities (BERT and most families; DistilBERT, ModernBERT).
+_ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def set_attention_dropout(config, probability: float | None) -> dict:
+    """Sets the config's attention dropout for the model about to be built from it; returns {field: the config's
+    own value}, for saving, or {} where nothing changed."""
+    name = next((f for f in _ATTENTION_DROPOUT_FIELDS if isinstance(getattr(config, f, None), (int, float))), None)
+    if probability is None or name is None or getattr(config, name) == probability:
+        return {}
+    own = {name: getattr(config, name)}
+    setattr(config, name, probability)
+    return own
+
+
+def describe_attention_dropout(model, asked: bool) -> str:
+    """One line: the attention dropout this training uses instead of the model's own, and why."""
+    (name, own), = model.config_as_saved.items()
+    why = ("set by attention_dropout" if asked else "automatic: without a CUDA GPU, PyTorch's fused attention has "
+           "no dropout and falls back to building every score matrix; set attention_dropout to choose")
+    return (f"attention dropout {getattr(model.config, name):g} while training, saved checkpoints keep the model's "
+            f"{own:g} ({why}).")
+
+
+def attention_dropout_of(model) -> float | None:
+    """The attention dropout the model trains with."""
+    return next((getattr(model.config, f) for f in _ATTENTION_DROPOUT_FIELDS if hasattr(model.config, f)), None)
 
 
 def raise_sentence_gradient(grad: torch.Tensor, share: float) -> torch.Tensor:
@@ -73,7 +111,8 @@ class SparseHeads(SavedAsStockClass):
     The family's (`pipeline/families.py`) MLM head is applied to the encoder's output at the masked rows
     only: the vocabulary-wide decoder is most of the head's cost and all other rows are thrown away. Same
     weights and state-dict keys as the stock class, so checkpoints load anywhere as it. With labels it
-    returns the logits at the masked positions, flattened to (num_masked, vocab) in row-major order, and in
+    returns the logits at the masked positions, flattened to (num_masked, vocab) in row-major order (at the
+    collator's `mlm_positions` when given: their padding rows too, whose target is -100), and in
     training the per-head `HeadSums`; without labels (probes) the logits at every position. In training, with
     `sentence_gradient_share` set, the sentence head's gradient into the encoder is raised to at least that
     share of the MLM head's (`raise_sentence_gradient`).
@@ -90,7 +129,7 @@ class SparseHeads(SavedAsStockClass):
         self._no_split_modules = {self.family.layer}
 
     def heads_forward(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
-                      sentence_label):
+                      sentence_label, mlm_positions=None):
         inputs = {"attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
         if position_ids is not None:
             inputs["position_ids"] = position_ids
@@ -107,10 +146,15 @@ class SparseHeads(SavedAsStockClass):
         sentence_logits = sentence_head(outputs.pooler_output) if sentence_head is not None else None
         if labels is None:
             return self._output(None, self.family.mlm_head(self, sequence_output), sentence_logits, None)
-        masked = labels != -100
-        prediction_logits = self.family.mlm_head(self, sequence_output[masked])
+        if mlm_positions is None:
+            masked = labels != -100
+            rows, targets = sequence_output[masked], labels[masked]
+        else:  # the collator's flat indices (padded with non-targets): no boolean indexing, a stable shape
+            rows = sequence_output.reshape(-1, sequence_output.shape[-1]).index_select(0, mlm_positions)
+            targets = labels.reshape(-1).index_select(0, mlm_positions)
+        prediction_logits = self.family.mlm_head(self, rows)
         # Losses in float32: a bf16 log-softmax over 30k classes loses precision.
-        mlm_sum, mlm_count, mlm_correct = _mlm_sums(prediction_logits, labels[masked])
+        mlm_sum, mlm_count, mlm_correct = _mlm_sums(prediction_logits, targets)
         loss = mlm_sum / mlm_count.clamp(min=1)
         sums = HeadSums(mlm_sum, mlm_count, mlm_correct)
         if sentence_logits is not None and sentence_label is not None:
@@ -132,23 +176,23 @@ class SparseHeads(SavedAsStockClass):
 # One forward per label name, with the stock class's own signature: Trainer reads the label names from it.
 class MaskedLMHeads(SparseHeads):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None):
+                inputs_embeds=None, labels=None, mlm_positions=None):
         return self.heads_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
-                                  None)
+                                  None, mlm_positions)
 
 
 class NextSentenceHeads(SparseHeads):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, next_sentence_label=None):
+                inputs_embeds=None, labels=None, next_sentence_label=None, mlm_positions=None):
         return self.heads_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
-                                  next_sentence_label)
+                                  next_sentence_label, mlm_positions)
 
 
 class SentenceOrderHeads(SparseHeads):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, sentence_order_label=None):
+                inputs_embeds=None, labels=None, sentence_order_label=None, mlm_positions=None):
         return self.heads_forward(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
-                                  sentence_order_label)
+                                  sentence_order_label, mlm_positions)
 
 
 SENTENCE_HEADS = {"next_sentence_label": NextSentenceHeads, "sentence_order_label": SentenceOrderHeads}
@@ -170,13 +214,14 @@ BertForMaskedLMSparse = training_class("bert", False)
 
 
 def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: str | None = None,
-               revision: str = "main", trust_remote_code: bool = False):
+               revision: str = "main", trust_remote_code: bool = False, attention_dropout: float | None = None):
     """A model of the checkpoint's family with the heads `objective` needs: MLM + NSP/SOP (the family's pre-training
     class), or MLM only (its masked-LM class).
 
     A checkpoint saved without pre-training heads (a `BertModel`, or `BertForMaskedLM` for NSP) gets them newly
     initialised, as `from_pretrained` does, and says so. A model of no family in `pipeline/families.py`, one with
-    no sentence head asked for NSP/SOP, or one that cannot tell segment A from B, is refused.
+    no sentence head asked for NSP/SOP, or one that cannot tell segment A from B, is refused. With
+    attention_dropout, the model trains with that dropout on attention probabilities and saves its own.
     """
     path = resolve_model_path(model_name_or_path)
     try:
@@ -186,6 +231,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
         raise UsageError(f"model {path} could not be loaded ({first_line(e)}); give a local model folder or a "
                          "Hub model id.") from None
     model_class = training_class(_check_family(config, path, objective).model_type, objective != "mlm")
+    config_as_saved = set_attention_dropout(config, attention_dropout)
     # A base checkpoint has no pre-training heads: say so in one line instead of a load report.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -201,6 +247,7 @@ def load_model(model_name_or_path: str, *, objective: str = "nsp", cache_dir: st
     # Weights the checkpoint lacks (tied ones are not parameters of their own); train gives them their own rate.
     # The commands say so once, on the main process (describe_head_training, describe_new_heads).
     model.newly_initialised = [name for name, _ in model.named_parameters() if name in set(info["missing_keys"])]
+    model.config_as_saved = config_as_saved
     return model
 
 
@@ -276,7 +323,8 @@ def _check_family(config, path: str, objective: str) -> Family:
 
 
 def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objective: str = "nsp",
-              cache_dir: str | None = None, revision: str = "main", trust_remote_code: bool = False):
+              cache_dir: str | None = None, revision: str = "main", trust_remote_code: bool = False,
+              attention_dropout: float | None = None):
     """A model with random weights built from a config (a folder, a Hub id or package:PKG/DIR), sized for a vocabulary.
 
     Args:
@@ -284,6 +332,7 @@ def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objec
         vocab_size: Rows of the embedding matrix: the new tokenizer's length.
         pad_token_id: The new tokenizer's [PAD] id.
         objective: Which heads, as in `load_model`.
+        attention_dropout: As in `load_model`.
     """
     path = resolve_model_path(config_name)
     if path.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(path)):
@@ -295,6 +344,9 @@ def new_model(config_name: str, *, vocab_size: int, pad_token_id: int = 0, objec
     except (OSError, ValueError) as e:
         raise UsageError(f"config {path} could not be loaded ({first_line(e)}); give a folder with a config.json "
                          "or a Hub model id.") from None
-    model = training_class(_check_family(config, path, objective).model_type, objective != "mlm")(config)
+    family = _check_family(config, path, objective)
+    config_as_saved = set_attention_dropout(config, attention_dropout)
+    model = training_class(family.model_type, objective != "mlm")(config)
     model.newly_initialised = []  # every weight is new: nothing to set apart
+    model.config_as_saved = config_as_saved
     return model

@@ -16,7 +16,7 @@ from pipeline.checkpoints import (RunRecord, check_finished, check_output_dir, c
 from pipeline.final_save import final_save, recover_final_save
 from pipeline.finetune import format_task, probe_task
 from pipeline.lock import lock_output_dir
-from pipeline.model import check_model_fits
+from pipeline.model import attention_dropout_of, check_model_fits, describe_attention_dropout
 from pipeline.probes import ProbeCallback
 from pipeline.report import (build_report, describe_hardware, evaluations, final_evaluation, format_summary,
                              write_model_card, write_report)
@@ -61,6 +61,8 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         # Load tokenizer and model (the tokenizer extended with domain words or trained from scratch, if asked)
         tokenizer, vocabulary = build_vocabulary(build_tokenizer(model_args), model_args, training_args, corpus)
         model = build_model(model_args, data_args, vocabulary)
+        if main_process and model.config_as_saved:
+            print(describe_attention_dropout(model, asked=model_args.attention_dropout is not None))
         head_training = build_head_training(model, model_args, data_args, training_args)
         check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 
@@ -112,6 +114,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                   "processes": training_args.world_size, "precision": trainer.accelerator.mixed_precision,
                   "head_learning_rate": head_training.learning_rate if head_training.weights else None,
                   "head_moments": "separate" if head_training.separate_moments else "shared",
+                  "attention_dropout": attention_dropout_of(model),
                   "hardware": describe_hardware(training_args.device, training_args.world_size)})
     with final_save(output_dir, main_process=training_args.should_save) as staging:
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all

@@ -41,13 +41,18 @@ class PreTrainer(Trainer):
         self.head_learning_rate = head_learning_rate
         self.head_weights = set(head_weights or [])
         self.separate_head_moments = separate_head_moments
+        if separate_head_moments and self.args.torch_compile:
+            # The second backward keeps the graph (retain_graph) for the first, which a compiled backward allows
+            # only if it may not reuse (donate) the forward's buffers.
+            torch._functorch.config.donated_buffer = False
         self._headwise = None  # the HeadwiseAdamW, with separate_head_moments
         self._trainable = None
         self._step_counts = None
         self._head_sums = None
         self.add_callback(CollatorEpoch(self.data_collator))
-        self.real_tokens = 0  # non-padding tokens trained on by this process
-        self.masked_tokens = 0  # of which MLM targets
+        # Non-padding tokens trained on by this process, and of them MLM targets: summed where the batches are, so
+        # counting asks the GPU to wait for nothing (an int() per step would stall the queue of kernels).
+        self._token_counts = torch.zeros(2, dtype=torch.long)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         if self.state.global_step >= self.state.max_steps:
@@ -55,11 +60,12 @@ class PreTrainer(Trainer):
             # after a step, so it would train one step more than the run has. Nothing is drawn, no step is taken.
             return [], None
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        tokens = sum(int((b["labels"] != -100).sum()) for b in batch_samples)
+        zero = torch.tensor(0)
+        tokens = sum(((b["labels"] != -100).sum() for b in batch_samples), zero)
+        real = sum((b["attention_mask"].sum() for b in batch_samples), zero)
         examples = sum(len(b["input_ids"]) for b in batch_samples)
-        self.real_tokens += sum(int(b["attention_mask"].sum()) for b in batch_samples)
-        self.masked_tokens += tokens
-        counts = torch.tensor([tokens, examples], dtype=torch.float32, device=device)
+        self._token_counts = self._token_counts.to(real.device) + torch.stack([real, tokens])
+        counts = torch.stack([tokens.float(), tokens.new_tensor(float(examples))]).to(device)
         if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
         self._step_counts = counts
@@ -136,9 +142,19 @@ class PreTrainer(Trainer):
         if not os.path.isfile(os.path.join(self.args.output_dir, "README.md")):
             super().create_model_card(*args, **kwargs)
 
+    @property
+    def real_tokens(self) -> int:
+        """Non-padding tokens trained on by this process."""
+        return int(self._token_counts[0])
+
+    @property
+    def masked_tokens(self) -> int:
+        """Of those, MLM targets."""
+        return int(self._token_counts[1])
+
     def total_real_tokens(self) -> int:
         """Non-padding tokens trained on, summed over all processes."""
-        total = torch.tensor(self.real_tokens, device=self.args.device)
+        total = self._token_counts[0].to(self.args.device)
         if self.accelerator.num_processes > 1:
             total = self.accelerator.reduce(total, reduction="sum")
         return int(total)

@@ -136,3 +136,24 @@ def test_missing_integration_stops_naming_the_install(monkeypatch):
     with pytest.raises(UsageError, match=r"report_to tensorboard needs the tensorboard package, which is not "
                                          r"installed; run `pip install 'bert-pretrain\[tensorboard\]'`"):
         parse_args(["--output_dir", "out", "--report_to", "tensorboard"])
+
+
+def test_loader_defaults_keep_a_gpu_fed_and_the_cpu_for_training(monkeypatch):
+    """No per-step NaN check anywhere; collation in workers only beside a GPU, shared among its processes."""
+    import os
+
+    import torch
+
+    import pipeline.arguments as arguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, _, training_args = parse_args(["--output_dir", "out"])
+    assert not training_args.logging_nan_inf_filter and training_args.dataloader_num_workers == 0
+    _, _, training_args = parse_args(["--output_dir", "out", "--logging_nan_inf_filter", "true"])
+    assert training_args.logging_nan_inf_filter  # the recipe or command line still choose
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert arguments.loader_defaults({})[-2:] == ["--dataloader_num_workers", "4"]
+    assert arguments.loader_defaults({"LOCAL_WORLD_SIZE": "4"})[-1] == "2"
+    assert arguments.loader_defaults({"LOCAL_WORLD_SIZE": "16"}) == ["--logging_nan_inf_filter", "false"]

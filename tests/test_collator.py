@@ -1,6 +1,7 @@
 import random
 
 import torch
+from datasets import Dataset
 
 from pipeline.collator import DataCollatorForPreTraining, fix_eval_masks
 from tests.conftest import make_examples, make_tokenizer, make_vocab
@@ -133,3 +134,17 @@ def test_exact_count_is_round_n_p_capped(tokenizer):
     counts = [(row != -100).sum().item() for row in wwm["labels"]]
     # Whole words fill the budget as far as they fit; never beyond it.
     assert all(c <= b for c, b in zip(counts, budgets)) and sum(counts) > 0.95 * sum(budgets)
+
+
+def test_mlm_positions_are_the_targets_padded_with_a_non_target(tokenizer):
+    collator = DataCollatorForPreTraining(tokenizer, seed=0, mlm_positions=True, positions_multiple=16)
+    batch = collator(make_examples(tokenizer, 64))
+    flat = batch["labels"].reshape(-1)
+    positions = batch["mlm_positions"]
+    targets = (flat != -100).nonzero().squeeze(1)
+    assert len(positions) % 16 == 0 and len(positions) - len(targets) < 16
+    assert torch.equal(positions[:len(targets)], targets)
+    assert (flat[positions[len(targets):]] == -100).all()
+    # Evaluation batches carry fixed labels: the model finds their targets itself
+    fixed = fix_eval_masks(Dataset.from_list(make_examples(tokenizer, 8)), collator, seed=0)
+    assert "mlm_positions" not in collator(list(fixed))

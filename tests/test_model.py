@@ -79,3 +79,47 @@ def test_sentence_gradient_is_raised_only_where_it_enters_the_encoder():
     raised_part = torch.cat([(raised[n] - mlm_only[n]).ravel() for n in encoder])
     scale = (raised_part @ nsp_part) / (nsp_part @ nsp_part)
     assert scale > 10 and torch.allclose(raised_part, scale * nsp_part, atol=1e-6 * float(scale))
+
+
+def test_mlm_positions_give_the_same_loss_sums_and_gradients_as_the_labels_alone():
+    """The collator's padded flat indices: padding rows (target -100) count for nothing, in training as in eval."""
+    from pipeline.collator import masked_positions
+
+    torch.manual_seed(0)
+    model = make_model(60).train()
+    ids = torch.randint(5, 60, (3, 16))
+    ids[:, 0] = 2
+    labels = torch.full_like(ids, -100)
+    labels[:, 3::5] = ids[:, 3::5]
+    nsp = torch.tensor([0, 1, 1])
+    positions = masked_positions(labels, 32)
+    assert len(positions) == 32 > int((labels != -100).sum())
+
+    def run(**extra):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout
+        out = model(input_ids=ids, labels=labels, next_sentence_label=nsp, **extra)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in model.parameters()]
+
+    (plain, plain_grads), (gathered, gathered_grads) = run(), run(mlm_positions=positions)
+    assert torch.allclose(plain.loss, gathered.loss, atol=1e-6)
+    assert torch.allclose(plain.head_sums, gathered.head_sums, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, gathered_grads))
+
+
+def test_attention_dropout_trains_as_asked_and_saves_the_models_own(tmp_path):
+    from pipeline.model import attention_dropout_of, describe_attention_dropout, load_model
+
+    source = tmp_path / "source"
+    make_model(60).save_pretrained(source)
+    model = load_model(str(source), attention_dropout=0.0)
+    assert attention_dropout_of(model) == 0.0
+    assert all(m.dropout.p == 0.0 for n, m in model.named_modules() if n.endswith("attention.self"))
+    assert describe_attention_dropout(model, asked=True).startswith(
+        "attention dropout 0 while training, saved checkpoints keep the model's 0.1")
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.1 and saved["architectures"] == ["BertForPreTraining"]
+    assert attention_dropout_of(model) == 0.0  # still training without it
+    assert load_model(str(source)).config_as_saved == {}  # not asked: the model's own, nothing to restore
