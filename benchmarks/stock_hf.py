@@ -13,8 +13,10 @@ The path a user assembles from the Hugging Face docs and course, and nothing mor
   15% of the non-special tokens again for every batch (80/10/10), and passes token_type_ids and
   next_sentence_label through to the model;
 - `Trainer` with default `TrainingArguments`: 3 epochs, AdamW at 5e-5, linear decay without warmup, seed 42,
-  and its default precision (fp32 on a CPU). Set: output_dir, the batch size, and
+  and its default precision (fp32 on a CPU and a GPU alike). Set: output_dir, the batch size, and
   include_num_input_tokens_seen="non_padding", Trainer's own count of real tokens (a scalar sum per step).
+  `gpu.py` builds the same Trainer with `stock_trainer`, once as it is and once with `bf16=True`, the one flag a
+  user adds for bf16, and counts real tokens from the padded pairs instead of at every step.
 
 For a benchmark, one callback times training seconds (on_step_begin to on_step_end, as `bench.py`'s StepTimer
 does for the pipeline: saving and data loading excluded), saves the model every --save-steps steps and at the

@@ -83,10 +83,10 @@ class ModelArguments:
     )
     attention_dropout: float | None = field(
         default=None,
-        metadata={"help": "Dropout on the attention probabilities while training here; saved checkpoints keep the "
-                          "model's own value. Default: the model's own with a CUDA GPU, whose fused attention "
-                          "applies it; 0 elsewhere, where PyTorch's fused attention has no dropout and one falls "
-                          "back to building every score matrix (a training step 3.6x slower at 512 tokens)."},
+        metadata={"help": "Dropout on the attention probabilities while training here (default: the model's own); "
+                          "saved checkpoints keep the model's own value. On a CPU, 0 lets PyTorch's fused "
+                          "attention run: a step at 512 tokens 3.6x faster, at 64 tokens slower (measured in "
+                          "docs/design.md)."},
     )
     sentence_gradient_share: float = field(
         default=0.3,

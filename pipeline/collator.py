@@ -73,7 +73,6 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
     max_predictions_per_seq: int = 20
     # Also hand the model the flat indices of the masked positions (the sparse heads of pipeline/model.py take them).
     mlm_positions: bool = False
-    positions_multiple: int = 128
 
     def __post_init__(self):
         whole_word_mask, self.whole_word_mask = self.whole_word_mask, False  # keep the parent's WWM rules out
@@ -97,7 +96,7 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
             batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
                 batch["input_ids"], generator=self.batch_generator(batch["input_ids"]))
             if self.mlm_positions:
-                batch["mlm_positions"] = masked_positions(batch["labels"], self.positions_multiple)
+                batch["mlm_positions"] = masked_positions(batch["labels"])
         else:
             width = batch["input_ids"].shape[1]
             batch["labels"] = torch.tensor([list(r) + [-100] * (width - len(r)) for r in labels], dtype=torch.long)
@@ -186,15 +185,17 @@ class DataCollatorForPreTraining(DataCollatorForLanguageModeling):
         return torch.gather(chosen_words, 1, word) & ~special
 
 
-def masked_positions(labels: torch.Tensor, multiple: int) -> torch.Tensor:
-    """The flat indices of the MLM targets in `labels`, padded to a multiple of `multiple` with the index of a
-    position that is no target (its label, -100, is ignored by the loss).
+def masked_positions(labels: torch.Tensor) -> torch.Tensor:
+    """The flat indices of the MLM targets in `labels`, padded with the index of a position that is no target (its
+    label, -100, is ignored by the loss) to a bucket: a multiple of an eighth of the largest power of two in their
+    number, so at most 1/8 of the rows are padding and a compiled model sees 8 shapes per doubling.
 
     Found here, on the CPU that masked the batch, the model gathers its masked rows with no boolean indexing: on a
     GPU that would stop the host until the encoder has run, and give each batch a new shape to compile for.
     """
     flat = labels.reshape(-1)
     targets = (flat != -100).nonzero().squeeze(1)
+    multiple = 1 << max(len(targets).bit_length() - 4, 0)
     padding = -len(targets) % multiple
     if not padding:
         return targets

@@ -73,13 +73,11 @@ def set_attention_dropout(config, probability: float | None) -> dict:
     return own
 
 
-def describe_attention_dropout(model, asked: bool) -> str:
-    """One line: the attention dropout this training uses instead of the model's own, and why."""
+def describe_attention_dropout(model) -> str:
+    """One line: the attention dropout this training uses instead of the model's own."""
     (name, own), = model.config_as_saved.items()
-    why = ("set by attention_dropout" if asked else "automatic: without a CUDA GPU, PyTorch's fused attention has "
-           "no dropout and falls back to building every score matrix; set attention_dropout to choose")
-    return (f"attention dropout {getattr(model.config, name):g} while training, saved checkpoints keep the model's "
-            f"{own:g} ({why}).")
+    return (f"attention dropout {getattr(model.config, name):g} while training (attention_dropout), saved "
+            f"checkpoints keep the model's {own:g}.")
 
 
 def attention_dropout_of(model) -> float | None:

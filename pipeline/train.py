@@ -62,7 +62,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         tokenizer, vocabulary = build_vocabulary(build_tokenizer(model_args), model_args, training_args, corpus)
         model = build_model(model_args, data_args, vocabulary)
         if main_process and model.config_as_saved:
-            print(describe_attention_dropout(model, asked=model_args.attention_dropout is not None))
+            print(describe_attention_dropout(model))
         head_training = build_head_training(model, model_args, data_args, training_args)
         check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 

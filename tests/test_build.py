@@ -19,11 +19,3 @@ def test_separate_head_moments_fall_back_where_the_gradient_is_not_whole(tmp_pat
     assert head_moments("separate", args(optim="adafactor"), environ={}) == \
         ("shared", "optim adafactor is not AdamW")
 
-
-def test_attention_dropout_is_the_models_own_only_where_attention_applies_it_fused():
-    import torch
-
-    from pipeline.build import training_attention_dropout
-
-    assert training_attention_dropout(0.05) == 0.05
-    assert training_attention_dropout(None) == (None if torch.cuda.is_available() else 0.0)
