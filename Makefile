@@ -37,7 +37,7 @@ docs: install
 	$(BIN)/python -m pipeline.reference docs/reference.md
 
 # Speed, memory and time to quality against the seed tutorial and the stock Hugging Face path, side by side
-# (about 45 minutes on 2 cores: the tutorial's two epochs, the stock path's ten minutes, ours, `prepare`).
+# (about 30 minutes on 2 cores: the tutorial's two epochs, the stock path's ten minutes, ours, `prepare`).
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/gpu.py

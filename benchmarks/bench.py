@@ -1,7 +1,7 @@
 """Side-by-side benchmark: the seed tutorial's loop, the stock Hugging Face path and this pipeline, on the same
 machine, in one go.
 
-    make bench                      # everything below (about 45 minutes on 2 cores)
+    make bench                      # everything below (about 30 minutes on 2 cores)
     python benchmarks/bench.py --skip-prepare --tutorial-steps 2 --stock-seconds 20 --ours-steps 10
 
 Training: same model (the embedded MiniLM BERT unless --model), same corpus (the seed's Meditations, less the
