@@ -68,23 +68,17 @@ def step_flops(config, *, samples: int, width: int, real_tokens: float, masked_t
                decoder_positions: float, second_backward: bool) -> tuple[float, float]:
     """(useful, computed) training FLOPs of `samples` sequences padded to `width`.
 
-    Useful: 3x the forward over real tokens, attention over real lengths, the MLM head on masked positions only.
-    Computed: what the GPU runs: every position of the padded width, the MLM decoder on `decoder_positions`, and
-    with a second backward pass (separate head moments) 2x the forward again.
+    Useful: `bench.train_flops`, real tokens and masked positions only. Computed: what the GPU runs: every position
+    of the padded width, the MLM decoder on `decoder_positions`, and with a second backward pass (separate head
+    moments) 2x the encoder's forward again.
     """
-    h, layers, inter, vocab = config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.vocab_size
+    from benchmarks.bench import train_flops
 
-    def forward(tokens, length, head_positions):
-        dense = 2 * layers * (4 * h * h + 2 * h * inter) * tokens
-        attention = 4 * layers * h * length * tokens
-        return dense + attention + 2 * (h * h + h * vocab) * head_positions + 2 * (h * h + 2 * h) * samples
-
-    useful = 3 * forward(real_tokens, real_tokens / samples, masked_tokens)
     padded = samples * width
-    computed = 3 * forward(padded, width, decoder_positions)
+    computed = train_flops(config, padded, decoder_positions, samples)
     if second_backward:
-        computed += 2 * forward(padded, width, 0)
-    return useful, computed
+        computed += 2 / 3 * train_flops(config, padded, 0, samples)
+    return train_flops(config, real_tokens, masked_tokens, samples), computed
 
 
 class Timer:
