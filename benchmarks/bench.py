@@ -330,8 +330,10 @@ def main() -> None:
                         help="the stock path's training budget in seconds (its loss then is level B)")
     parser.add_argument("--ours-steps", type=int, default=100,
                         help="our run's steps (and schedule's length)")
-    parser.add_argument("--eval-steps", type=int, default=5,
-                        help="stock HF and ours are evaluated on the held-out masks every this many steps")
+    parser.add_argument("--eval-steps", type=int, default=1,
+                        help="stock HF and ours are evaluated on the held-out masks every this many steps (every "
+                             "step: a time to a level is then known to the step, where ours reaches level A in "
+                             "its first few)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-prepare", action="store_true")

@@ -23,7 +23,7 @@ def prepare_main(argv: list[str]) -> None:
     from pipeline.build import build_prepared
     from pipeline.stats import format_stats
 
-    model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain prepare")
+    model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain prepare", trains=False)
     _, prepared = build_prepared(model_args, data_args, training_args)
     print(format_stats(prepared.stats), prepared.describe(), sep="\n")
 
@@ -34,7 +34,7 @@ def inspect_main(argv: list[str]) -> None:
     from pipeline.inspection import inspect_dataset
 
     model_args, data_args, training_args, inspect_args = parse_args(
-        argv, prog="bert-pretrain inspect", extra=(InspectArguments,))
+        argv, prog="bert-pretrain inspect", extra=(InspectArguments,), trains=False)
     tokenizer, prepared = build_prepared(model_args, data_args, training_args)
     print(inspect_dataset(prepared.dataset, prepared.stats, tokenizer,
                           build_collator(tokenizer, data_args, training_args), num_examples=inspect_args.num_examples,
@@ -48,7 +48,7 @@ def vocab_main(argv: list[str]) -> None:
     from pipeline.vocabulary import format_fit
 
     model_args, data_args, training_args, vocab_args = parse_args(
-        argv, prog="bert-pretrain vocab", extra=(VocabArguments,))
+        argv, prog="bert-pretrain vocab", extra=(VocabArguments,), trains=False)
     tokenizer = build_tokenizer(model_args)
     with Corpus(model_args, data_args, training_args) as corpus:
         _, change = build_vocabulary(tokenizer, model_args, training_args, corpus, top_k=vocab_args.vocab_top_k)

@@ -6,6 +6,7 @@ both and a flag given on the command line wins (argparse keeps the last value).
 """
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -475,10 +476,38 @@ def loader_defaults(environ: dict) -> list[str]:
     return flags
 
 
+class DataCommandArguments(argparse.Namespace):
+    """TrainingArguments' fields as parsed, for a command that only reads data and runs as one process.
+
+    Building TrainingArguments sets up devices and imports Trainer's integrations (about 2.5 s, a third of a
+    `prepare` that finds its dataset cached); these commands read only seed, data_seed and num_train_epochs, and
+    with one process there is nobody to go first for.
+    """
+
+    process_index = 0
+
+    @contextlib.contextmanager
+    def main_process_first(self, local: bool = True, desc: str = "work"):
+        yield
+
+
+def _parse_data_command(parser: "RecipeParser", args: list[str]) -> tuple[list, list[str]]:
+    """parse_args_into_dataclasses, with `DataCommandArguments` in place of TrainingArguments."""
+    namespace, leftover = parser.parse_known_args(args=args)
+    parsed = []
+    for dtype in parser.dataclass_types:
+        inputs = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(dtype)
+                  if f.init and hasattr(namespace, f.name)}
+        parsed.append(DataCommandArguments(**inputs) if dtype is TrainingArguments else dtype(**inputs))
+    return parsed, leftover
+
+
 def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra: tuple = (),
-               defaults: list[str] | None = None, needs_output_dir: bool = True):
+               defaults: list[str] | None = None, needs_output_dir: bool = True, trains: bool = True):
     """Parses `--config recipe.yaml [--field value ...]` into (model, data, training, *extra) arguments; `defaults`
-    are a command's own flags, which the recipe and the command line override."""
+    are a command's own flags, which the recipe and the command line override. A command that does not train
+    (`trains=False`: prepare, inspect, vocab) gets `DataCommandArguments` in place of TrainingArguments when it
+    runs as one process."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser(prog, extra)
     known = {a.dest for a in parser._actions} - {"help", "config", TRACEBACK_FLAG[2:]}
@@ -494,9 +523,13 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
         # Trainer refuses `bf16: true` without an accelerator unless use_cpu is set; saying so here lets one
         # recipe serve GPU boxes and CPU-only machines (where bf16 autocast runs; fast only with AVX512-BF16/AMX).
         defaults += ["--use_cpu", "true"]
+    one_process = int(os.environ.get("WORLD_SIZE", "1")) <= 1
     try:
-        *parsed, leftover = parser.parse_args_into_dataclasses(args=defaults + recipe_argv + rest,
-                                                               return_remaining_strings=True)
+        if trains or not one_process:
+            *parsed, leftover = parser.parse_args_into_dataclasses(args=defaults + recipe_argv + rest,
+                                                                   return_remaining_strings=True)
+        else:
+            parsed, leftover = _parse_data_command(parser, defaults + recipe_argv + rest)
     except ValueError as e:  # TrainingArguments.__post_init__ checks
         raise UsageError(str(e).strip().split("\n")[0]) from None
     parsed = parsed[:3 + len(extra)]  # what follows is the --config namespace
@@ -514,6 +547,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
             raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass "
                              "--output_dir.")
         training_args.output_dir = None  # a command that writes only when asked to
+    if isinstance(training_args, DataCommandArguments):
+        return tuple(parsed)
     check_integrations(training_args, os.environ)
     # One truth: the fields say the precision accelerate will use, whoever chose it (an accelerate config wins
     # over the bf16/fp16 flags inside TrainingArguments), so report.json and the model card record it.

@@ -2,6 +2,7 @@
 
 import copy
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
@@ -56,31 +57,52 @@ def build_features(pairs, *, template: Template) -> pa.Table:
     """Columns for a batch of (tokens_a, tokens_b, label, truncated) pairs, as an Arrow table.
 
     A pair with no B (label -1, MLM only) gets the single-segment template and no next_sentence_label.
-    The columns are built as flat numpy arrays and offsets: a list per row for every token
-    type id would cost more than the pairing itself.
     """
-    flat, runs, run_types = [], [], []
-    for tokens_a, tokens_b, label, _ in pairs:
-        items, types = (template.pair, template.pair_types) if label >= 0 else (template.single, template.single_types)
-        for item, token_type in zip(items, types):
-            if item == A or item == B:
-                segment = tokens_a if item == A else tokens_b
-                flat += segment
-                runs.append(len(segment))
-            else:
-                flat.append(item)
-                runs.append(1)
-            run_types.append(token_type)
-    lengths = np.array([len(p[0]) + (len(p[1]) + template.num_special(True) if p[2] >= 0 else
-                                     template.num_special(False)) for p in pairs], dtype=np.int32)
+    lengths = np.fromiter((len(side) for a, b, *_ in pairs for side in (a, b)), np.int64, 2 * len(pairs))
+    ends = np.cumsum(lengths)
+    tokens = np.fromiter(chain.from_iterable(side for a, b, *_ in pairs for side in (a, b)), np.int32,
+                         int(ends[-1]) if len(pairs) else 0)
+    spans = np.stack([ends - lengths, ends]).T.reshape(-1, 4) if len(pairs) else np.zeros((0, 4), np.int64)
+    return build_span_features(tokens, spans, np.fromiter((p[2] for p in pairs), np.int64, len(pairs)),
+                               np.fromiter((p[3] for p in pairs), bool, len(pairs)), template=template)
+
+
+def build_span_features(tokens: np.ndarray, spans: np.ndarray, labels: np.ndarray, truncated: np.ndarray, *,
+                        template: Template) -> pa.Table:
+    """Columns for a batch of pairs given as spans of `tokens`, as an Arrow table.
+
+    `spans` is one row per pair: A's start and end, then B's, indices into `tokens`; `labels` the
+    next_sentence_label (-1: no B, MLM only, the single-segment template). Every input id is gathered from
+    `tokens` in one numpy indexing: no Python list per row or per token.
+    """
+    n = len(labels)
+    specials = sorted({item for item in template.pair + template.single if item >= 0})
+    source = np.concatenate([tokens.astype(np.int32, copy=False), np.array(specials, dtype=np.int32)])
+    # Each row's template, items as columns (the shorter template padded with empty runs): a run is one special
+    # token or a segment, read from `source` at its start; token types repeat over the runs.
+    width = max(len(template.pair), len(template.single))
+
+    def padded(values, fill):
+        return np.array(list(values) + [fill] * (width - len(values)), dtype=np.int64)
+
+    is_pair = (labels >= 0)[:, None]
+    items = np.where(is_pair, padded(template.pair, B - 1), padded(template.single, B - 1))
+    item_types = np.where(is_pair, padded(template.pair_types, 0), padded(template.single_types, 0))
+    a_start, a_end, b_start, b_end = (spans[:, k:k + 1].astype(np.int64) for k in range(4))
+    special_at = len(tokens) + np.searchsorted(np.array(specials, dtype=np.int64), items)
+    runs = np.select([items == A, items == B, items >= 0], [a_end - a_start, b_end - b_start, 1], 0).ravel()
+    starts = np.select([items == A, items == B, items >= 0], [a_start, b_start, special_at], 0).ravel()
+    run_offsets = np.cumsum(runs) - runs
+    ids = source[np.arange(runs.sum()) + np.repeat(starts - run_offsets, runs)]
+    lengths = runs.reshape(n, width).sum(axis=1).astype(np.int32)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    types = np.repeat(np.array(run_types, dtype=np.int8), np.array(runs, dtype=np.int64))
     columns = {
-        "input_ids": pa.ListArray.from_arrays(offsets, pa.array(np.array(flat, dtype=np.int32))),
-        "token_type_ids": pa.ListArray.from_arrays(offsets, pa.array(types)),
-        "truncated": pa.array([p[3] for p in pairs], pa.bool_()),
+        "input_ids": pa.ListArray.from_arrays(offsets, pa.array(ids)),
+        "token_type_ids": pa.ListArray.from_arrays(offsets, pa.array(np.repeat(item_types.ravel().astype(np.int8),
+                                                                             runs))),
+        "truncated": pa.array(truncated.astype(bool)),
         "length": pa.array(lengths),
     }
-    if not pairs or pairs[0][2] >= 0:
-        columns["next_sentence_label"] = pa.array([p[2] for p in pairs], pa.int64())
+    if not n or labels[0] >= 0:
+        columns["next_sentence_label"] = pa.array(labels.astype(np.int64))
     return pa.table(columns)

@@ -29,8 +29,8 @@ from pipeline.cache import (META_FILE, file_fingerprints, find_damage, keyed_dir
 from pipeline.corpus import check_text_files, file_format, load_documents, resolve_train_files
 from pipeline.encoding import SentenceEncoder, encode_documents
 from pipeline.errors import UsageError
-from pipeline.features import Template, build_features, special_template
-from pipeline.pairs import make_pairs
+from pipeline.features import Template, build_features, build_span_features, special_template
+from pipeline.pairs import make_pairs, pair_spans
 from pipeline.stats import compute_stats, sentence_length_histogram
 
 # int32 ids: half the disk and page cache of the int64 that Python ints would give.
@@ -42,18 +42,31 @@ GROUP_SIZE = 1000  # documents per pairing batch: the pool NSP negatives are dra
 
 
 def _pair_groups(batch, *, documents: Dataset, group_size: int, split, draws, seed, template: Template,
-                 **pair_kwargs) -> pa.Table:
+                 objective: str, **pair_kwargs) -> pa.Table:
     """The pairs of each group of documents whose first index is in `batch["start"]`, all draws."""
     tables = []
     for start in batch["start"]:
-        sentences = documents[start:start + group_size]["sentences"]
+        group = documents.with_format("arrow")[start:start + group_size]["sentences"].combine_chunks()
+        if objective != "mlm":
+            # The group's tokens as one array and each document's sentence boundaries in it: pairs are spans.
+            sentences = group.flatten()
+            tokens = sentences.flatten().to_numpy()
+            token_at = (sentences.offsets.to_numpy() - sentences.offsets[0].as_py()).tolist()
+            first = (group.offsets.to_numpy() - group.offsets[0].as_py()).tolist()
+            bounds = [token_at[first[d]:first[d + 1] + 1] for d in range(len(group))]
         for draw in range(draws):
             # One generator per group and draw: reruns, every rank and any number of workers build identical pairs.
             rng = random.Random(f"{seed}-{split}-{draw}-{start}")
-            pairs = make_pairs(sentences, rng=rng, **pair_kwargs)
-            table = build_features(pairs, template=template)
+            if objective == "mlm":
+                table = build_features(make_pairs(group.to_pylist(), rng=rng, objective=objective, **pair_kwargs),
+                                       template=template)
+            else:
+                pairs = pair_spans(bounds, rng=rng, objective=objective, **pair_kwargs)
+                spans = np.array([p[:4] for p in pairs], dtype=np.int64).reshape(-1, 4)
+                table = build_span_features(tokens, spans, np.array([p[4] for p in pairs], dtype=np.int64),
+                                            np.array([p[5] for p in pairs], dtype=bool), template=template)
             if split == "train":
-                table = table.append_column("epoch", pa.array(np.full(len(pairs), draw, dtype=np.int64)))
+                table = table.append_column("epoch", pa.array(np.full(len(table), draw, dtype=np.int64)))
             tables.append(table)
     return pa.concat_tables(tables)
 

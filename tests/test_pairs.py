@@ -27,6 +27,20 @@ def test_truncation_cuts_a_front_and_b_back():
     assert not truncate_seq_pair(a, b, 8)
 
 
+
+def test_truncation_is_the_longer_side_one_token_at_a_time():
+    """The closed form ends where trimming the longer side token by token (B on a tie) ends, for every shape."""
+    for len_a in range(12):
+        for len_b in range(12):
+            for budget in range(len_a + len_b + 2):
+                keep = [len_a, len_b]
+                while sum(keep) > budget:
+                    keep[0 if keep[0] > keep[1] else 1] -= 1
+                a, b = list(range(len_a)), list(range(100, 100 + len_b))
+                cut = truncate_seq_pair(a, b, budget)
+                assert (a, b, cut) == (list(range(len_a - keep[0], len_a)), list(range(100, 100 + keep[1])),
+                                       keep != [len_a, len_b])
+
 @pytest.mark.parametrize("objective", ["nsp", "sop"])
 @pytest.mark.parametrize("pairing", ["segments", "sentences"])
 def test_where_cuts_fall_says_nothing_of_the_label(objective, pairing):

@@ -293,6 +293,44 @@ def test_an_empty_split_pairs_to_nothing(tokenizer):
                               objective="mlm")) == 0
 
 
+
+@pytest.mark.parametrize("objective,pairing", [("nsp", "segments"), ("nsp", "sentences"), ("sop", "segments"),
+                                               ("sop", "sentences"), ("mlm", "segments")])
+def test_prepared_pairs_are_make_pairs_of_the_group(tokenizer, objective, pairing):
+    """The pairs `prepare` gathers as spans of each group's token array are, row for row, `make_pairs` over the
+    group's documents as token lists: on licence texts (long sentences, most pairs truncated), read through a
+    filter's indices mapping as prepare reads them."""
+    import random
+
+    from datasets import Dataset
+
+    from pipeline.encoding import SentenceEncoder, encode_documents
+    from pipeline.features import build_features, special_template
+    from pipeline.pairs import make_pairs
+    from pipeline.prepare import DOCUMENT_FEATURES, _pair_groups
+
+    paragraphs = [p for path in sorted(Path("/usr/share/common-licenses").glob("*[0-9]"))
+                  for p in path.read_text().split("\n\n") if p.strip()]
+    documents = Dataset.from_dict({"text": paragraphs}).map(
+        encode_documents, batched=True, input_columns="text", remove_columns=["text"], features=DOCUMENT_FEATURES,
+        fn_kwargs={"encoder": SentenceEncoder(tokenizer), "max_num_tokens": 29}).filter(
+        lambda n: n % 3 > 0, input_columns="num_sentences")  # an indices mapping, rows of every length kept
+    template = special_template(tokenizer)
+    kwargs = dict(max_num_tokens=29, short_seq_prob=0.2, nsp_probability=0.5, pairing=pairing)
+    group = 150
+    got = _pair_groups({"start": [0, group]}, documents=documents.select_columns(["sentences"]), group_size=group,
+                       split="train", draws=2, seed=3, template=template, objective=objective, **kwargs)
+    tables = []
+    for start in (0, group):
+        sentences = documents[start:start + group]["sentences"]
+        for draw in range(2):
+            pairs = make_pairs(sentences, rng=random.Random(f"3-train-{draw}-{start}"), objective=objective, **kwargs)
+            tables.append(build_features(pairs, template=template).to_pydict())
+    want = {name: [v for table in tables for v in table[name]] for name in tables[0]}
+    got = got.to_pydict()
+    assert len(got["input_ids"]) > 500 and (objective == "mlm" or sum(got["truncated"]) > 100)
+    assert {k: v for k, v in got.items() if k != "epoch"} == want
+
 ARROW = "data-00000-of-00001.arrow"
 
 
