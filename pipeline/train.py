@@ -9,6 +9,7 @@ import time
 from transformers import set_seed
 
 from pipeline.arguments import describe_precision, parse_args, resolved_recipe
+from pipeline.attention import use_cpu_dropout_attention
 from pipeline.build import (Corpus, build_collator, build_dataset, build_eval_dataset, build_head_training,
                             build_model, build_task, build_tokenizer, build_trainer, build_vocabulary)
 from pipeline.checkpoints import (RunRecord, check_finished, check_output_dir, check_resume, interruption_explained,
@@ -63,6 +64,9 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         model = build_model(model_args, data_args, vocabulary)
         if main_process and model.config_as_saved:
             print(describe_attention_dropout(model))
+        if use_cpu_dropout_attention(model, training_args.device, attention_dropout_of(model)) and main_process:
+            print(f"attention: dropout {attention_dropout_of(model):g} on a CPU, in cache-sized blocks of examples "
+                  "(PyTorch's fused CPU attention has no dropout).")
         head_training = build_head_training(model, model_args, data_args, training_args)
         check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 
@@ -115,6 +119,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                   "head_learning_rate": head_training.learning_rate if head_training.weights else None,
                   "head_moments": "separate" if head_training.separate_moments else "shared",
                   "attention_dropout": attention_dropout_of(model),
+                  "attention": model.config._attn_implementation,
                   "hardware": describe_hardware(training_args.device, training_args.world_size)})
     with final_save(output_dir, main_process=training_args.should_save) as staging:
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all

@@ -1,0 +1,80 @@
+"""Attention with dropout on a CPU: what SDPA's fallback computes, a cache-sized block of examples at a time.
+
+PyTorch's fused CPU attention has no dropout, so a model with attention dropout (BERT's 0.1) sends SDPA to
+its math path: the whole (batch, heads, L, L) score matrix, each step a pass through memory, and a Bernoulli
+mask drawn one number at a time. At 512 tokens that was most of a training step (docs/design.md). Here the same
+computation (scores, softmax, dropout of the probabilities scaled by 1 / (1 - p), the values) runs on blocks of
+examples whose score matrices fit in cache, and the mask is read four 16-bit lanes at a time from 64-bit random
+words of the seeded generator. Evaluation (no dropout), GPUs, and what this does not cover (causal masks, grouped
+key/value heads, position biases) go to transformers' own SDPA.
+"""
+
+import math
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "bert_pretrain_cpu_dropout"
+BLOCK_SCORES = 1 << 21  # score-matrix elements per block: 8 MB in fp32, about a core's L2 cache
+
+
+def keep_mask(shape: tuple[int, ...], probability: float) -> tuple[torch.Tensor, float]:
+    """Where to keep a value (True): each is dropped with `probability` rounded to a multiple of 1/65536, which
+    is returned (for p = 0.1: 0.1000061)."""
+    threshold = round(probability * 65536)
+    size = math.prod(shape)
+    words = torch.empty((size + 3) // 4, dtype=torch.int64).random_(-2 ** 63, 2 ** 63 - 1)
+    lanes = words.view(torch.int16)[:size].view(shape)
+    return lanes >= threshold - 32768, threshold / 65536
+
+
+def blocked_dropout_attention(query, key, value, attention_mask, dropout: float, scaling: float) -> torch.Tensor:
+    """softmax(q k^T * scaling + mask) with dropout, times v, for (batch, heads, length, head_dim) inputs; output
+    (batch, heads, length, head_dim). A boolean mask is True where a query may attend."""
+    batch, heads, q_length, _ = query.shape
+    rows = max(1, BLOCK_SCORES // (heads * q_length * key.shape[2]))
+    outputs = []
+    for start in range(0, batch, rows):
+        block = slice(start, start + rows)
+        scores = torch.matmul(query[block], key[block].transpose(-1, -2)) * scaling
+        if attention_mask is not None:
+            mask = attention_mask[block] if attention_mask.shape[0] == batch else attention_mask
+            scores = (scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
+                      else scores + mask)
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+        keep, dropped = keep_mask(probs.shape, dropout)
+        probs = (probs * keep).mul_(1 / (1 - dropped)).to(value.dtype)
+        outputs.append(torch.matmul(probs, value[block]))
+    return torch.cat(outputs)
+
+
+def cpu_dropout_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                          scaling: float | None = None, **kwargs):
+    """An `AttentionInterface` function: `blocked_dropout_attention` where it applies, else transformers' SDPA."""
+    if (not dropout or query.device.type != "cpu" or torch.compiler.is_compiling()
+            or kwargs.get("is_causal") or getattr(module, "is_causal", False)
+            or getattr(module, "num_key_value_groups", 1) > 1 or kwargs.get("position_bias") is not None
+            or kwargs.get("softcap") is not None or kwargs.get("output_attentions")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    output = blocked_dropout_attention(query, key, value, attention_mask, dropout, scaling)
+    return output.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(NAME, cpu_dropout_attention)
+# The model builds SDPA's masks for it (a name without a mask function would get no padding mask at all).
+AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+def use_cpu_dropout_attention(model, device: torch.device, attention_dropout: float | None) -> bool:
+    """Gives a model that would run SDPA with attention dropout on a CPU `cpu_dropout_attention`; True if it did.
+    Nothing of it is saved: checkpoints load with transformers' own attention."""
+    if device.type != "cpu" or not attention_dropout or model.config._attn_implementation != "sdpa":
+        return False
+    if not getattr(model, "_can_set_attn_implementation", lambda: False)():
+        return False  # a family whose attention is not written against AttentionInterface
+    model.set_attn_implementation(NAME)
+    return model.config._attn_implementation == NAME
