@@ -20,33 +20,38 @@ NAME = "bert_pretrain_cpu_dropout"
 BLOCK_SCORES = 1 << 21  # score-matrix elements per block: 8 MB in fp32, about a core's L2 cache
 
 
-def keep_mask(shape: tuple[int, ...], probability: float) -> tuple[torch.Tensor, float]:
-    """Where to keep a value (True): each is dropped with `probability` rounded to a multiple of 1/65536, which
+def drop_mask(shape: tuple[int, ...], probability: float) -> tuple[torch.Tensor, float]:
+    """Where to drop a value (True): each is dropped with `probability` rounded to a multiple of 1/65536, which
     is returned (for p = 0.1: 0.1000061)."""
     threshold = round(probability * 65536)
     size = math.prod(shape)
     words = torch.empty((size + 3) // 4, dtype=torch.int64).random_(-2 ** 63, 2 ** 63 - 1)
     lanes = words.view(torch.int16)[:size].view(shape)
-    return lanes >= threshold - 32768, threshold / 65536
+    return lanes < threshold - 32768, threshold / 65536
 
 
 def blocked_dropout_attention(query, key, value, attention_mask, dropout: float, scaling: float) -> torch.Tensor:
     """softmax(q k^T * scaling + mask) with dropout, times v, for (batch, heads, length, head_dim) inputs; output
-    (batch, heads, length, head_dim). A boolean mask is True where a query may attend."""
+    (batch, heads, length, head_dim). A boolean mask is True where a query may attend.
+
+    Runs in the inputs' dtype (bf16 under autocast, as SDPA does; softmax accumulates in fp32 either way), with
+    every scale applied to the (length, head_dim) side: three passes over each block's scores forward, three back.
+    """
     batch, heads, q_length, _ = query.shape
     rows = max(1, BLOCK_SCORES // (heads * q_length * key.shape[2]))
     outputs = []
-    for start in range(0, batch, rows):
-        block = slice(start, start + rows)
-        scores = torch.matmul(query[block], key[block].transpose(-1, -2)) * scaling
-        if attention_mask is not None:
-            mask = attention_mask[block] if attention_mask.shape[0] == batch else attention_mask
-            scores = (scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
-                      else scores + mask)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-        keep, dropped = keep_mask(probs.shape, dropout)
-        probs = (probs * keep).mul_(1 / (1 - dropped)).to(value.dtype)
-        outputs.append(torch.matmul(probs, value[block]))
+    with torch.autocast(query.device.type, enabled=False):
+        for start in range(0, batch, rows):
+            block = slice(start, start + rows)
+            scores = torch.matmul(query[block] * scaling, key[block].transpose(-1, -2))
+            if attention_mask is not None:
+                mask = attention_mask[block] if attention_mask.shape[0] == batch else attention_mask
+                scores = (scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
+                          else scores + mask.to(scores.dtype))
+            probs = torch.softmax(scores, dim=-1)
+            drop, dropped = drop_mask(probs.shape, dropout)
+            # (probs * keep / (1 - p)) @ v, the scale on v; a fill, not a product with a cast of the mask
+            outputs.append(torch.matmul(probs.masked_fill(drop, 0), value[block] * (1 / (1 - dropped))))
     return torch.cat(outputs)
 
 
