@@ -61,10 +61,10 @@ def _pair_groups(batch, *, documents: Dataset, group_size: int, split, draws, se
                 table = build_features(make_pairs(group.to_pylist(), rng=rng, objective=objective, **pair_kwargs),
                                        template=template)
             else:
-                pairs = pair_spans(bounds, rng=rng, objective=objective, **pair_kwargs)
-                spans = np.array([p[:4] for p in pairs], dtype=np.int64).reshape(-1, 4)
-                table = build_span_features(tokens, spans, np.array([p[4] for p in pairs], dtype=np.int64),
-                                            np.array([p[5] for p in pairs], dtype=bool), template=template)
+                pairs = np.array(pair_spans(bounds, rng=rng, objective=objective, **pair_kwargs),
+                                 dtype=np.int64).reshape(-1, 6)  # a_start, a_end, b_start, b_end, label, truncated
+                table = build_span_features(tokens, pairs[:, :4], pairs[:, 4], pairs[:, 5].astype(bool),
+                                            template=template)
             if split == "train":
                 table = table.append_column("epoch", pa.array(np.full(len(table), draw, dtype=np.int64)))
             tables.append(table)
