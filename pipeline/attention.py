@@ -46,7 +46,7 @@ def blocked_dropout_attention(query, key, value, attention_mask, dropout: float,
             scores = torch.matmul(query[block] * scaling, key[block].transpose(-1, -2))
             if attention_mask is not None:
                 mask = attention_mask[block] if attention_mask.shape[0] == batch else attention_mask
-                scores = (scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
+                scores = (torch.where(mask, scores, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
                           else scores + mask.to(scores.dtype))
             probs = torch.softmax(scores, dim=-1)
             drop, dropped = drop_mask(probs.shape, dropout)

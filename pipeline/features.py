@@ -90,8 +90,9 @@ def build_span_features(tokens: np.ndarray, spans: np.ndarray, labels: np.ndarra
     item_types = np.where(is_pair, padded(template.pair_types, 0), padded(template.single_types, 0))
     a_start, a_end, b_start, b_end = (spans[:, k:k + 1].astype(np.int64) for k in range(4))
     special_at = len(tokens) + np.searchsorted(np.array(specials, dtype=np.int64), items)
-    runs = np.select([items == A, items == B, items >= 0], [a_end - a_start, b_end - b_start, 1], 0).ravel()
-    starts = np.select([items == A, items == B, items >= 0], [a_start, b_start, special_at], 0).ravel()
+    kinds = [items == A, items == B, items >= 0]  # else: a padding column, an empty run
+    runs = np.select(kinds, [a_end - a_start, b_end - b_start, 1], 0).ravel()
+    starts = np.select(kinds, [a_start, b_start, special_at], 0).ravel()
     run_offsets = np.cumsum(runs) - runs
     ids = source[np.arange(runs.sum()) + np.repeat(starts - run_offsets, runs)]
     lengths = runs.reshape(n, width).sum(axis=1).astype(np.int32)
