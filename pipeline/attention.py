@@ -4,30 +4,19 @@ PyTorch's fused CPU attention has no dropout, so a model with attention dropout 
 its math path: the whole (batch, heads, L, L) score matrix, each step a pass through memory, and a Bernoulli
 mask drawn one number at a time. At 512 tokens that was most of a training step (docs/design.md). Here the same
 computation (scores, softmax, dropout of the probabilities scaled by 1 / (1 - p), the values) runs on blocks of
-examples whose score matrices fit in cache, and the mask is read four 16-bit lanes at a time from 64-bit random
-words of the seeded generator. Evaluation (no dropout), GPUs, and what this does not cover (causal masks, grouped
-key/value heads, position biases) go to transformers' own SDPA.
+examples whose score matrices fit in cache, with `pipeline.dropout`'s masks. Evaluation (no dropout), GPUs, and
+what this does not cover (causal masks, grouped key/value heads, position biases) go to transformers' own SDPA.
 """
-
-import math
 
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from pipeline.dropout import keep_mask
+
 NAME = "bert_pretrain_cpu_dropout"
 BLOCK_SCORES = 1 << 21  # score-matrix elements per block: 8 MB in fp32, about a core's L2 cache
-
-
-def drop_mask(shape: tuple[int, ...], probability: float) -> tuple[torch.Tensor, float]:
-    """Where to drop a value (True): each is dropped with `probability` rounded to a multiple of 1/65536, which
-    is returned (for p = 0.1: 0.1000061)."""
-    threshold = round(probability * 65536)
-    size = math.prod(shape)
-    words = torch.empty((size + 3) // 4, dtype=torch.int64).random_(-2 ** 63, 2 ** 63 - 1)
-    lanes = words.view(torch.int16)[:size].view(shape)
-    return lanes < threshold - 32768, threshold / 65536
 
 
 def blocked_dropout_attention(query, key, value, attention_mask, dropout: float, scaling: float) -> torch.Tensor:
@@ -39,19 +28,23 @@ def blocked_dropout_attention(query, key, value, attention_mask, dropout: float,
     """
     batch, heads, q_length, _ = query.shape
     rows = max(1, BLOCK_SCORES // (heads * q_length * key.shape[2]))
+    # split, not slicing: each slice's gradient would be a zero-filled copy of the whole input, one per block
+    masks = (attention_mask.split(rows) if attention_mask is not None and attention_mask.shape[0] == batch
+             else None)
     outputs = []
     with torch.autocast(query.device.type, enabled=False):
-        for start in range(0, batch, rows):
-            block = slice(start, start + rows)
-            scores = torch.matmul(query[block] * scaling, key[block].transpose(-1, -2))
+        for i, (q, k, v) in enumerate(zip(query.split(rows), key.split(rows), value.split(rows))):
+            scores = torch.matmul(q * scaling, k.transpose(-1, -2))
             if attention_mask is not None:
-                mask = attention_mask[block] if attention_mask.shape[0] == batch else attention_mask
-                scores = (torch.where(mask, scores, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
-                          else scores + mask.to(scores.dtype))
+                mask = masks[i] if masks is not None else attention_mask
+                # an additive bias, computed once for all heads (a boolean select on the scores is a slow pass)
+                bias = (torch.where(mask, 0.0, torch.finfo(scores.dtype).min).to(scores.dtype)
+                        if mask.dtype == torch.bool else mask.to(scores.dtype))
+                scores = scores + bias
             probs = torch.softmax(scores, dim=-1)
-            drop, dropped = drop_mask(probs.shape, dropout)
-            # (probs * keep / (1 - p)) @ v, the scale on v; a fill, not a product with a cast of the mask
-            outputs.append(torch.matmul(probs.masked_fill(drop, 0), value[block] * (1 / (1 - dropped))))
+            keep, dropped = keep_mask(probs.shape, dropout, probs.dtype)
+            # (probs * keep / (1 - p)) @ v, the scale on v
+            outputs.append(torch.matmul(probs * keep, v * (1 / (1 - dropped))))
     return torch.cat(outputs)
 
 

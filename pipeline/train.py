@@ -14,6 +14,7 @@ from pipeline.build import (Corpus, build_collator, build_dataset, build_eval_da
                             build_model, build_task, build_tokenizer, build_trainer, build_vocabulary)
 from pipeline.checkpoints import (RunRecord, check_finished, check_output_dir, check_resume, interruption_explained,
                                   record_run, resolve_resume, run_settings)
+from pipeline.dropout import use_cpu_dropout
 from pipeline.final_save import final_save, recover_final_save
 from pipeline.finetune import format_task, probe_task
 from pipeline.lock import lock_output_dir
@@ -64,6 +65,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         model = build_model(model_args, data_args, vocabulary)
         if main_process and model.config_as_saved:
             print(describe_attention_dropout(model))
+        cpu_dropout = use_cpu_dropout(model, training_args.device)
         if use_cpu_dropout_attention(model, training_args.device, attention_dropout_of(model)) and main_process:
             print(f"attention: dropout {attention_dropout_of(model):g} on a CPU, in cache-sized blocks of examples "
                   "(PyTorch's fused CPU attention has no dropout).")
@@ -120,6 +122,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                   "head_moments": "separate" if head_training.separate_moments else "shared",
                   "attention_dropout": attention_dropout_of(model),
                   "attention": model.config._attn_implementation,
+                  "dropout": "pipeline.dropout.CpuDropout" if cpu_dropout else "torch.nn.Dropout",
                   "hardware": describe_hardware(training_args.device, training_args.world_size)})
     with final_save(output_dir, main_process=training_args.should_save) as staging:
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all

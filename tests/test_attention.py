@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from pipeline import attention
-from pipeline.attention import blocked_dropout_attention, drop_mask, use_cpu_dropout_attention
+from pipeline.attention import blocked_dropout_attention, use_cpu_dropout_attention
+from pipeline.dropout import keep_mask
 from tests.conftest import make_model
 
 
@@ -33,24 +34,14 @@ def test_blocked_attention_is_the_math_of_attention_with_its_dropout_mask(monkey
     parts = []
     for block in (slice(0, 2), slice(2, 4), slice(4, 5)):
         scores = (q[block] @ k[block].transpose(-1, -2) * 0.3).masked_fill(~mask[block], torch.finfo(torch.float).min)
-        drop, dropped = drop_mask((block.stop - block.start, 3, 11, 11), 0.25)
-        parts.append(torch.softmax(scores, -1) * ~drop / (1 - dropped) @ v[block])
+        keep, dropped = keep_mask((block.stop - block.start, 3, 11, 11), 0.25)
+        parts.append(torch.softmax(scores, -1) * keep / (1 - dropped) @ v[block])
     want = torch.cat(parts)
     want.square().sum().backward()
     torch.testing.assert_close(out, want)
     for grad, t in zip(got, (q, k, v)):
         torch.testing.assert_close(grad, t.grad)
     assert (out[1] != 0).all()  # a padded example's rows still attend to its real tokens
-
-
-def test_drop_mask_drops_at_the_rate_asked_and_follows_the_seed():
-    torch.manual_seed(0)
-    drop, dropped = drop_mask((1000, 1001), 0.1)
-    assert dropped == 6554 / 65536 and abs(dropped - 0.1) < 1e-5
-    assert abs(drop.float().mean().item() - 0.1) < 0.002
-    torch.manual_seed(0)
-    assert torch.equal(drop_mask((1000, 1001), 0.1)[0], drop)
-    assert not drop_mask((7,), 1e-9)[0].any()
 
 
 def _bert(**overrides):
