@@ -4,8 +4,9 @@ PyTorch's fused CPU attention has no dropout, so a model with attention dropout 
 its math path: the whole (batch, heads, L, L) score matrix, each step a pass through memory, and a Bernoulli
 mask drawn one number at a time. At 512 tokens that was most of a training step (docs/design.md). Here the same
 computation (scores, softmax, dropout of the probabilities scaled by 1 / (1 - p), the values) runs on blocks of
-examples whose score matrices fit in cache, with `pipeline.dropout`'s masks. Evaluation (no dropout), GPUs, and
-what this does not cover (causal masks, grouped key/value heads, position biases) go to transformers' own SDPA.
+examples whose score matrices fit in cache, with `pipeline.dropout`'s masks (8-bit lanes: p = 0.1 drops
+0.1015625, and the scale uses that value). Evaluation (no dropout), GPUs, and what this does not cover (causal
+masks, grouped key/value heads, position biases) go to transformers' own SDPA.
 """
 
 import torch
@@ -13,7 +14,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from pipeline.dropout import keep_mask
+from pipeline.dropout import ATTENTION_BITS, keep_mask, rounded_probability
 
 NAME = "bert_pretrain_cpu_dropout"
 BLOCK_SCORES = 1 << 21  # score-matrix elements per block: 8 MB in fp32, about a core's L2 cache
@@ -42,7 +43,7 @@ def blocked_dropout_attention(query, key, value, attention_mask, dropout: float,
                         if mask.dtype == torch.bool else mask.to(scores.dtype))
                 scores = scores + bias
             probs = torch.softmax(scores, dim=-1)
-            keep, dropped = keep_mask(probs.shape, dropout, probs.dtype)
+            keep, dropped = keep_mask(probs.shape, dropout, probs.dtype, ATTENTION_BITS)
             # (probs * keep / (1 - p)) @ v, the scale on v
             outputs.append(torch.matmul(probs * keep, v * (1 / (1 - dropped))))
     return torch.cat(outputs)
@@ -51,7 +52,8 @@ def blocked_dropout_attention(query, key, value, attention_mask, dropout: float,
 def cpu_dropout_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                           scaling: float | None = None, **kwargs):
     """An `AttentionInterface` function: `blocked_dropout_attention` where it applies, else transformers' SDPA."""
-    if (not dropout or query.device.type != "cpu" or torch.compiler.is_compiling()
+    if (not dropout or rounded_probability(dropout, ATTENTION_BITS) >= 1 or query.device.type != "cpu"
+            or torch.compiler.is_compiling()
             or kwargs.get("is_causal") or getattr(module, "is_causal", False)
             or getattr(module, "num_key_value_groups", 1) > 1 or kwargs.get("position_bias") is not None
             or kwargs.get("softcap") is not None or kwargs.get("output_attentions")):

@@ -5,7 +5,7 @@ import torch
 
 from pipeline import attention
 from pipeline.attention import blocked_dropout_attention, use_cpu_dropout_attention
-from pipeline.dropout import keep_mask
+from pipeline.dropout import ATTENTION_BITS, keep_mask
 from tests.conftest import make_model
 
 
@@ -24,7 +24,7 @@ def test_blocked_attention_is_the_math_of_attention_with_its_dropout_mask(monkey
     monkeypatch.setattr(attention, "BLOCK_SCORES", 2 * 3 * 11 * 11)  # blocks of 2, 2 and 1 examples
     q, k, v, mask = _inputs()
     torch.manual_seed(5)
-    out = blocked_dropout_attention(q, k, v, mask, 0.25, 0.3)
+    out = blocked_dropout_attention(q, k, v, mask, 0.3, 0.3)
     out.square().sum().backward()
     got = [t.grad.clone() for t in (q, k, v)]
     for t in (q, k, v):
@@ -34,7 +34,7 @@ def test_blocked_attention_is_the_math_of_attention_with_its_dropout_mask(monkey
     parts = []
     for block in (slice(0, 2), slice(2, 4), slice(4, 5)):
         scores = (q[block] @ k[block].transpose(-1, -2) * 0.3).masked_fill(~mask[block], torch.finfo(torch.float).min)
-        keep, dropped = keep_mask((block.stop - block.start, 3, 11, 11), 0.25)
+        keep, dropped = keep_mask((block.stop - block.start, 3, 11, 11), 0.3, bits=ATTENTION_BITS)
         parts.append(torch.softmax(scores, -1) * keep / (1 - dropped) @ v[block])
     want = torch.cat(parts)
     want.square().sum().backward()
@@ -108,4 +108,6 @@ def test_what_it_does_not_cover_goes_to_sdpa(kwargs, monkeypatch):
     monkeypatch.setattr(attention, "blocked_dropout_attention", lambda *a: pytest.fail("blocked path taken"))
     assert attention.cpu_dropout_attention(torch.nn.Module(), q, k, v, mask, dropout=0.1, **kwargs)[0] == "sdpa"
     assert attention.cpu_dropout_attention(torch.nn.Module(), q, k, v, mask, dropout=0.0)[0] == "sdpa"
-    assert len(called) == 2
+    # a probability that 8-bit lanes round to 1 would scale by 1 / 0
+    assert attention.cpu_dropout_attention(torch.nn.Module(), q, k, v, mask, dropout=0.999)[0] == "sdpa"
+    assert len(called) == 3

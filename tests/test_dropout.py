@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.dropout import CpuDropout, keep_mask, use_cpu_dropout
+from pipeline.dropout import CpuDropout, keep_mask, rounded_probability, use_cpu_dropout
 from tests.conftest import make_model
 
 
@@ -17,6 +17,15 @@ def test_keep_mask_drops_at_the_rate_asked_and_follows_the_seed():
     assert keep_mask((7,), 1e-9)[0].all()
     half, _ = keep_mask((3, 5, 1001), 0.5, torch.bfloat16)
     assert half.dtype == torch.bfloat16 and half.shape == (3, 5, 1001) and abs(half.float().mean() - 0.5) < 0.03
+
+
+@pytest.mark.parametrize("probability", [0.1, 0.3, 0.02])
+def test_eight_bit_lanes_draw_the_probability_rounded_to_a_256th(probability):
+    torch.manual_seed(1)
+    keep, dropped = keep_mask((1000, 1003), probability, torch.bfloat16, bits=8)  # an odd size: a part word
+    assert dropped == rounded_probability(probability, 8) == round(probability * 256) / 256
+    assert abs(1 - keep.float().mean().item() - dropped) < 0.0015
+    assert rounded_probability(0.1, 8) == 0.1015625 and rounded_probability(0.1) == 6554 / 65536
 
 
 def test_cpu_dropout_is_the_input_times_its_mask_scaled_and_so_is_the_gradient():
@@ -35,9 +44,10 @@ def test_cpu_dropout_is_the_input_times_its_mask_scaled_and_so_is_the_gradient()
     assert abs(CpuDropout(0.1).train()(ones).mean().item() - 1) < 0.003
 
 
-@pytest.mark.parametrize("case", ["eval", "zero", "all", "inplace"])
+@pytest.mark.parametrize("case", ["eval", "zero", "all", "all once rounded", "inplace"])
 def test_cpu_dropout_is_nn_dropout_where_it_does_not_apply(case):
-    module = CpuDropout(p={"zero": 0.0, "all": 1.0}.get(case, 0.3), inplace=case == "inplace")
+    module = CpuDropout(p={"zero": 0.0, "all": 1.0, "all once rounded": 0.999995}.get(case, 0.3),
+                        inplace=case == "inplace")
     module.train(case != "eval")
     x = torch.randn(6, 7)
     torch.manual_seed(1)
