@@ -34,8 +34,10 @@ class MaskedLMSumsOutput(MaskedLMOutput):
 def _mlm_sums(prediction_logits, targets):
     """Loss sum, targets and correct predictions; rows whose target is -100 (padding of mlm_positions) count for
     nothing."""
-    token_loss = F.cross_entropy(prediction_logits.float(), targets, reduction="sum")
-    correct = (prediction_logits.detach().argmax(-1) == targets).sum()
+    logits = prediction_logits.float()
+    token_loss = F.cross_entropy(logits, targets, reduction="sum")
+    # the same argmax as the bf16 logits' (the cast is exact), where a CPU's fp32 argmax is twice as fast
+    correct = (logits.detach().argmax(-1) == targets).sum()
     return token_loss, (targets != -100).sum(), correct
 
 

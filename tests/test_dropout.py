@@ -81,3 +81,27 @@ def test_a_model_on_a_cpu_gets_it_for_every_dropout_and_saves_as_before(tmp_path
     assert all(torch.equal(reference[k], v) for k, v in loaded.state_dict().items() if k in reference)
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids, attention_mask=padding).prediction_logits, evaluated)
+
+
+def test_gradient_checkpointing_recomputes_the_same_masks():
+    """Checkpointing runs each layer's forward again in the backward, after restoring the generator's state: the
+    masks drawn again must be the ones the loss saw, or the gradients would be of another network."""
+    from pipeline.attention import use_cpu_dropout_attention
+
+    ids = torch.randint(5, 60, (3, 12), generator=torch.Generator().manual_seed(1))
+    labels = torch.where(torch.rand(ids.shape, generator=torch.Generator().manual_seed(2)) < 0.3, ids, -100)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = make_model(60)
+        use_cpu_dropout(model, torch.device("cpu"))
+        assert use_cpu_dropout_attention(model, torch.device("cpu"), model.config.attention_probs_dropout_prob)
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        model.train()
+        torch.manual_seed(3)
+        model(input_ids=ids, labels=labels, next_sentence_label=torch.tensor([0, 1, 0])).loss.backward()
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
