@@ -12,6 +12,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 from transformers.utils import logging as hf_logging
 
+from pipeline.cross_entropy import masked_token_sums
 from pipeline.errors import UsageError, first_line
 from pipeline.families import FAMILIES, Family, family_of
 from pipeline.heads import HeadSums
@@ -29,16 +30,6 @@ class PreTrainingOutput(BertForPreTrainingOutput):
 @dataclass
 class MaskedLMSumsOutput(MaskedLMOutput):
     head_sums: torch.Tensor | None = None
-
-
-def _mlm_sums(prediction_logits, targets):
-    """Loss sum, targets and correct predictions; rows whose target is -100 (padding of mlm_positions) count for
-    nothing."""
-    logits = prediction_logits.float()
-    token_loss = F.cross_entropy(logits, targets, reduction="sum")
-    # the same argmax as the bf16 logits' (the cast is exact), where a CPU's fp32 argmax is twice as fast
-    correct = (logits.detach().argmax(-1) == targets).sum()
-    return token_loss, (targets != -100).sum(), correct
 
 
 class SavedAsStockClass:
@@ -154,7 +145,7 @@ class SparseHeads(SavedAsStockClass):
             targets = labels.reshape(-1).index_select(0, mlm_positions)
         prediction_logits = self.family.mlm_head(self, rows)
         # Losses in float32: a bf16 log-softmax over 30k classes loses precision.
-        mlm_sum, mlm_count, mlm_correct = _mlm_sums(prediction_logits, targets)
+        mlm_sum, mlm_count, mlm_correct = masked_token_sums(prediction_logits, targets)
         loss = mlm_sum / mlm_count.clamp(min=1)
         sums = HeadSums(mlm_sum, mlm_count, mlm_correct)
         if sentence_logits is not None and sentence_label is not None:

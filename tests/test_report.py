@@ -93,8 +93,10 @@ def test_model_card_metadata_is_hub_ready(run):
     assert report["recipe"]["bf16"] == (trainer.accelerator.mixed_precision == "bf16")
     assert "- 4 optimizer steps" in card.text and "effective batch 8 (8 per device x 1 accumulation" in card.text
     assert report["training"]["head_moments"] == "separate" and "NSP head with AdamW moments of its own" in card.text
-    # on a CPU the model's dropout ran through pipeline.dropout
+    # on a CPU the model's dropout ran through pipeline.dropout, and under bf16 its hidden states were bf16
     assert report["training"]["dropout"] == "pipeline.dropout.CpuDropout"
+    bf16 = trainer.accelerator.mixed_precision == "bf16"
+    assert report["training"]["hidden_states"] == ("bfloat16" if bf16 else "float32")
     assert any(type(m).__name__ == "CpuDropout" for m in trainer.model.modules())
     assert f'from_pretrained("{out}")' in card.text
 

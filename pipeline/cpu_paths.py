@@ -1,0 +1,65 @@
+"""A model about to run on a CPU -> the same model on this package's CPU paths: dropout from random lanes
+(`pipeline.dropout`), attention with dropout in cache-sized blocks (`pipeline.attention`), and under bf16 autocast
+hidden states kept in bf16 from the embeddings on.
+
+Autocast computes a linear layer in bf16 but leaves what it is given in its dtype: an encoder whose embeddings
+are float32 keeps its residual stream, layer norms and dropouts in float32, and casts each layer's input to bf16
+again for every projection that reads it (the query, key and value projections each cast the same tensor), and
+every gradient back. Those casts were a sixth of a bf16 training step on a CPU (docs/design.md). With the
+embeddings' output in bf16 the whole stream stays bf16, as a model trained in bf16 weights would run, while the
+weights, the optimizer and every loss stay float32. CUDA's autocast runs layer norms in float32 whatever they are
+given, so there this would save nothing: GPUs keep PyTorch's own paths. Nothing here is saved with the model.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.attention import use_cpu_dropout_attention
+from pipeline.dropout import use_cpu_dropout
+from pipeline.model import attention_dropout_of
+
+
+@dataclass(frozen=True)
+class CpuPaths:
+    """What `use_cpu_paths` changed: dropout modules swapped, attention routed, hidden states kept in bf16."""
+
+    dropouts: int = 0
+    attention: bool = False
+    hidden_states: bool = False
+
+
+def use_cpu_paths(model: nn.Module, device: torch.device) -> CpuPaths:
+    """Puts a model that runs on a CPU on the CPU paths (none elsewhere); says which it took."""
+    if device.type != "cpu":
+        return CpuPaths()
+    return CpuPaths(use_cpu_dropout(model, device),
+                    use_cpu_dropout_attention(model, device, attention_dropout_of(model)),
+                    keep_hidden_states_in_autocast_dtype(model))
+
+
+def keep_hidden_states_in_autocast_dtype(model: nn.Module) -> bool:
+    """Hooks the encoder's embeddings (`base_model.embeddings`, every family's name) so that under CPU autocast their
+    output, and so every hidden state after it, is in the autocast dtype; True if the model has them."""
+    embeddings = getattr(model.base_model, "embeddings", None)
+    if not isinstance(embeddings, nn.Module):
+        return False
+    if not getattr(embeddings, "_hidden_states_in_autocast_dtype", False):  # one hook, however often it is asked
+        embeddings.register_forward_hook(_to_autocast_dtype)
+        embeddings._hidden_states_in_autocast_dtype = True
+    return True
+
+
+def _to_autocast_dtype(module, args, output):
+    if isinstance(output, torch.Tensor) and output.is_floating_point() and output.device.type == "cpu" \
+            and torch.is_autocast_enabled("cpu"):
+        return output.to(torch.get_autocast_dtype("cpu"))
+    return None
+
+
+def hidden_states_dtype(paths: CpuPaths, mixed_precision: str) -> str:
+    """The dtype the encoder's hidden states train in, for the report: autocast's with `keep_hidden_states_in_autocast_dtype`,
+    else the embeddings' float32."""
+    autocast = {"bf16": "bfloat16", "fp16": "float16"}.get(mixed_precision)
+    return autocast if paths.hidden_states and autocast else "float32"
