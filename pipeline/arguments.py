@@ -87,7 +87,7 @@ class ModelArguments:
         metadata={"help": "Dropout on the attention probabilities while training here (default: the model's own); "
                           "saved checkpoints keep the model's own value. On a CPU, where PyTorch's fused attention "
                           "has no dropout, it runs in the tool's blocked attention; 0 lets the fused kernel run "
-                          "(a step at 512 tokens about 1.2x faster, at 64 tokens slower; docs/design.md)."},
+                          "(a step at 512 tokens about 1.1x faster, at 64 tokens slower; docs/design.md)."},
     )
     sentence_gradient_share: float = field(
         default=0.3,

@@ -1,7 +1,8 @@
-"""MLM logits and targets -> the loss sum, the targets and the correct predictions, a cache-sized chunk of rows at a time.
+"""MLM logits and targets -> the loss sum, the targets and the correct predictions, a cache-sized chunk of rows at
+a time.
 
-The stock way, `F.cross_entropy(logits.float(), targets)` and an argmax, makes five passes through memory over a
-(masked tokens, vocabulary) matrix: 1,280 x 30,522 at batch 16 and 512 tokens, 156 MB in fp32, copied from bf16,
+The stock way, `F.cross_entropy(logits.float(), targets)` and an argmax, passes through memory again and again over
+a (masked tokens, vocabulary) matrix: 1,280 x 30,522 at batch 16 and 512 tokens, 156 MB in fp32, copied from bf16,
 log-softmaxed into another, zero-filled and scattered for the backward, then cast back. On a CPU each pass is
 memory-bound, and together they took a fifth of a bf16 training step (docs/design.md). Here the fp32 values of a
 few rows at a time stay in a core's cache: the forward keeps only each row's log-sum-exp, and the backward
