@@ -36,30 +36,30 @@ def use_cpu_paths(model: nn.Module, device: torch.device) -> CpuPaths:
         return CpuPaths()
     return CpuPaths(use_cpu_dropout(model, device),
                     use_cpu_dropout_attention(model, device, attention_dropout_of(model)),
-                    keep_hidden_states_in_autocast_dtype(model))
+                    keep_hidden_states_in_bf16(model))
 
 
-def keep_hidden_states_in_autocast_dtype(model: nn.Module) -> bool:
-    """Hooks the encoder's embeddings (`base_model.embeddings`, every family's name) so that under CPU autocast their
-    output, and so every hidden state after it, is in the autocast dtype; True if the model has them."""
+def keep_hidden_states_in_bf16(model: nn.Module) -> bool:
+    """Hooks the encoder's embeddings (`base_model.embeddings`, every family's name) so that under CPU bf16 autocast
+    their output, and so every hidden state after it, is bf16; True if the model has them. (Not under fp16: its
+    narrow range wants the float32 stream and a loss scale.)"""
     embeddings = getattr(model.base_model, "embeddings", None)
     if not isinstance(embeddings, nn.Module):
         return False
-    if not getattr(embeddings, "_hidden_states_in_autocast_dtype", False):  # one hook, however often it is asked
-        embeddings.register_forward_hook(_to_autocast_dtype)
-        embeddings._hidden_states_in_autocast_dtype = True
+    if not getattr(embeddings, "_hidden_states_in_bf16", False):  # one hook, however often it is asked
+        embeddings.register_forward_hook(_to_bf16_under_autocast)
+        embeddings._hidden_states_in_bf16 = True
     return True
 
 
-def _to_autocast_dtype(module, args, output):
+def _to_bf16_under_autocast(module, args, output):
     if isinstance(output, torch.Tensor) and output.is_floating_point() and output.device.type == "cpu" \
-            and torch.is_autocast_enabled("cpu"):
-        return output.to(torch.get_autocast_dtype("cpu"))
+            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        return output.to(torch.bfloat16)
     return None
 
 
 def hidden_states_dtype(paths: CpuPaths, mixed_precision: str) -> str:
-    """The dtype the encoder's hidden states train in, for the report: autocast's where they are kept in it, else
-    the embeddings' float32."""
-    autocast = {"bf16": "bfloat16", "fp16": "float16"}.get(mixed_precision)
-    return autocast if paths.hidden_states and autocast else "float32"
+    """The dtype the encoder's hidden states train in, for the report: bf16 where they are kept in it, else the
+    embeddings' float32."""
+    return "bfloat16" if paths.hidden_states and mixed_precision == "bf16" else "float32"

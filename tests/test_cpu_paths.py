@@ -61,6 +61,16 @@ def test_every_family_keeps_its_hidden_states_in_bf16_under_autocast_and_trains(
         assert layer_output_dtypes(model, model_type, inputs)[0] == {torch.float32}
 
 
+def test_fp16_autocast_keeps_the_float32_stream(family_model_dir):
+    model = load_model(family_model_dir("bert"), objective="mlm").train()
+    use_cpu_paths(model, torch.device("cpu"))
+    seen = set()
+    model.base_model.embeddings.register_forward_hook(lambda m, a, out: seen.add(out.dtype))
+    with torch.autocast("cpu", dtype=torch.float16):
+        model(**batch(family_model_dir("bert")))
+    assert seen == {torch.float32}
+
+
 def test_only_on_a_cpu(family_model_dir):
     model = load_model(family_model_dir("bert"), objective="nsp")
     assert use_cpu_paths(model, torch.device("cuda")) == CpuPaths()
@@ -71,4 +81,5 @@ def test_only_on_a_cpu(family_model_dir):
 def test_the_reported_dtype():
     assert hidden_states_dtype(CpuPaths(hidden_states=True), "bf16") == "bfloat16"
     assert hidden_states_dtype(CpuPaths(hidden_states=True), "no") == "float32"
+    assert hidden_states_dtype(CpuPaths(hidden_states=True), "fp16") == "float32"
     assert hidden_states_dtype(CpuPaths(), "bf16") == "float32"  # a GPU: autocast leaves the stream float32
