@@ -542,6 +542,13 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(training_args, name) < 1:
             raise UsageError(f"{name} is {getattr(training_args, name)}; give 1 or more.")
+    epochs = training_args.num_train_epochs
+    if epochs <= 0 and training_args.max_steps <= 0:
+        raise UsageError(f"num_train_epochs is {epochs:g} and max_steps is not set, so nothing would train; give "
+                         "num_train_epochs above 0 or max_steps 1 or more.")
+    if epochs <= 0 and data_args.dupe_factor is None:  # build_dataset draws the pairs once per epoch
+        raise UsageError(f"num_train_epochs is {epochs:g}, which leaves no draw of training pairs (one per epoch); "
+                         "give num_train_epochs above 0 (max_steps still ends the run) or set dupe_factor.")
     if "output_dir" not in given:  # else ./trainer_output, silently
         if needs_output_dir:
             raise UsageError("output_dir is not set; add `output_dir: outputs/NAME` to the recipe or pass "

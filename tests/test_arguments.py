@@ -46,6 +46,20 @@ def test_a_data_command_in_one_process_reads_the_fields_without_building_trainin
             parse_args(["--config", recipe, *argv], trains=False)
     assert isinstance(parse_args(["--config", recipe])[2], TrainingArguments)  # train, evaluate, probe
 
+@pytest.mark.parametrize("trains", [True, False])
+def test_no_epochs_is_refused_unless_steps_and_draws_are_given(tmp_path, monkeypatch, trains):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for epochs in ("0", "-1"):
+        with pytest.raises(UsageError, match=f"num_train_epochs is {epochs} and max_steps is not set"):
+            parse_args(["--output_dir", "out", "--num_train_epochs", epochs], trains=trains)
+        with pytest.raises(UsageError, match=f"num_train_epochs is {epochs}, which leaves no draw of training pairs"):
+            parse_args(["--output_dir", "out", "--num_train_epochs", epochs, "--max_steps", "5"], trains=trains)
+    _, data_args, training_args = parse_args(["--output_dir", "out", "--num_train_epochs", "0", "--max_steps", "5",
+                                              "--dupe_factor", "2"], trains=trains)
+    assert (training_args.max_steps, data_args.dupe_factor) == (5, 2)
+    assert parse_args(["--output_dir", "out", "--num_train_epochs", "0.5"], trains=trains)[2].num_train_epochs == 0.5
+
+
 def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     recipe = write(tmp_path, "output_dir: out\nlearnin_rate: 1.0e-4\n")
     with pytest.raises(UsageError, match="unknown recipe key 'learnin_rate'.*did you mean 'learning_rate'"):
