@@ -370,11 +370,37 @@ def recipe_to_argv(recipe: dict, known: set[str], source: str) -> list[str]:
     return argv
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that a mapping gives twice (PyYAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in lines:
+                raise _DuplicateKey(f"sets {key} twice (lines {lines[key]} and {key_node.start_mark.line + 1})")
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def read_recipe(path: str) -> dict:
     if not Path(path).is_file():
         raise UsageError(f"recipe {path} does not exist; give the path of a YAML file, e.g. recipes/quickstart.yaml.")
     with open(path, encoding="utf-8") as f:
-        recipe = yaml.safe_load(f) or {}
+        try:
+            recipe = yaml.load(f, Loader=_RecipeLoader) or {}
+        except _DuplicateKey as e:
+            raise UsageError(f"recipe {path} {e}; keep one.") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise UsageError(f"recipe {path} is not valid YAML ({problem}{where}); write one `field: value` a line, "
+                             "indented with spaces, not tabs.") from None
     if not isinstance(recipe, dict):
         raise UsageError(f"recipe {path} is not a mapping of field: value; write one field per line.")
     return recipe

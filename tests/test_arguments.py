@@ -66,6 +66,21 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
         parse_args(["--config", recipe])
 
 
+def test_a_key_given_twice_and_broken_yaml_are_named(tmp_path):
+    recipe = write(tmp_path, "output_dir: out\nlearning_rate: 1.0e-4\nmax_seq_length: 64\nlearning_rate: 2.0e-4\n")
+    with pytest.raises(UsageError, match=r"sets learning_rate twice \(lines 2 and 4\); keep one"):
+        parse_args(["--config", recipe])
+    recipe = write(tmp_path, "output_dir: out\nlr_scheduler_kwargs: {power: 2.0, power: 3.0}\n")
+    with pytest.raises(UsageError, match="sets power twice"):  # inside a value too
+        parse_args(["--config", recipe])
+    recipe = write(tmp_path, "output_dir: out\n\tlearning_rate: 1.0e-4\n")
+    with pytest.raises(UsageError, match=r"not valid YAML \(found character '\\t'.* at line 2, column 1\).*not tabs"):
+        parse_args(["--config", recipe])
+    recipe = write(tmp_path, "output_dir: [out\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        parse_args(["--config", recipe])
+
+
 def test_wrong_type_is_named(tmp_path):
     with pytest.raises(UsageError, match="learning_rate.*abc"):
         parse_args(["--output_dir", "out", "--learning_rate", "abc"])
