@@ -34,6 +34,14 @@ def masked_token_sums(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torc
     return loss, count, correct
 
 
+def _float32_chunks(logits: torch.Tensor, rows: int):
+    """(slice, those rows of the logits in float32) for each block of `rows` rows, in one buffer reused in cache."""
+    buffer = torch.empty(min(rows, logits.shape[0]), logits.shape[1], dtype=torch.float32)
+    for start in range(0, logits.shape[0], rows):
+        part = slice(start, start + rows)
+        yield part, buffer[:len(logits[part])].copy_(logits[part])
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """(logits, targets) -> (loss sum, correct), with the fp32 work on `CHUNK_VALUES`-sized blocks of rows."""
 
@@ -44,10 +52,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         safe = torch.where(valid, targets, 0)
         log_sum_exp = torch.empty(logits.shape[0], dtype=torch.float32)
         predicted = torch.empty(logits.shape[0], dtype=torch.long)
-        buffer = torch.empty(min(rows, logits.shape[0]), logits.shape[1], dtype=torch.float32)
-        for start in range(0, logits.shape[0], rows):
-            part = slice(start, start + rows)
-            values = buffer[:len(logits[part])].copy_(logits[part])
+        for part, values in _float32_chunks(logits, rows):
             top, predicted[part] = values.max(-1)  # max's index is the first on ties, as argmax's
             log_sum_exp[part] = values.sub_(top[:, None]).exp_().sum(-1).log_().add_(top)
         picked = logits.gather(1, safe[:, None]).squeeze(1).float()
@@ -60,14 +65,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, grad_correct):
         logits, log_sum_exp, safe, valid = ctx.saved_tensors
-        rows = ctx.rows
         # d(loss)/d(logits) = (softmax - one-hot) * grad on the rows that count, 0 elsewhere
         weight = valid.float() * grad_loss.float()
         grad = torch.empty_like(logits)
-        buffer = torch.empty(min(rows, logits.shape[0]), logits.shape[1], dtype=torch.float32)
-        for start in range(0, logits.shape[0], rows):
-            part = slice(start, start + rows)
-            values = buffer[:len(logits[part])].copy_(logits[part])
+        for part, values in _float32_chunks(logits, ctx.rows):
             values.sub_(log_sum_exp[part, None]).exp_().mul_(weight[part, None])
             values.scatter_add_(1, safe[part, None], -weight[part, None])
             grad[part] = values
