@@ -6,8 +6,8 @@
 from pipeline.arguments import parse_args
 from pipeline.build import (Corpus, build_collator, build_dataset, build_eval_dataset, build_model, build_tokenizer,
                             build_trainer)
-from pipeline.cpu_paths import use_cpu_paths
 from pipeline.errors import UsageError
+from pipeline.fast_paths import use_fast_paths
 from pipeline.model import check_model_fits, describe_new_heads
 from pipeline.report import metrics_tables
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv, prog="bert-pretrain evaluate")
     tokenizer = build_tokenizer(model_args)
     model = build_model(model_args, data_args)
-    use_cpu_paths(model, training_args.device)  # evaluated in the precision training evaluates in
+    use_fast_paths(model, training_args.device)  # evaluated in the precision training evaluates in
     new_heads = describe_new_heads(model, model_args.model_name_or_path)
     if training_args.process_index == 0 and new_heads:
         print(new_heads)

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.cpu_paths import use_cpu_paths
 from pipeline.errors import UsageError, first_line
+from pipeline.fast_paths import use_fast_paths
 from pipeline.tokenizer import load_tokenizer, resolve_model_path
 from pipeline.task import TaskData, TaskSplit
 from pipeline.task_metrics import metric_names, task_metrics
@@ -213,8 +213,8 @@ def fine_tune(path: str, tokenizer, task: TaskData, budget: Budget, seed: int, d
     id per example, or a tag id per word)."""
     torch.manual_seed(seed)  # the new head's initialisation
     model = load_encoder(path, len(task.label_names), task.kind).to(device)
-    # On a CPU, dropout as pre-training runs it (pipeline.cpu_paths): the same model, faster
-    use_cpu_paths(model, device)
+    # The paths pre-training runs on (pipeline.fast_paths): the same model, faster
+    use_fast_paths(model, device)
     train, test = (encode(tokenizer, split, budget.max_seq_length, task.kind) for split in (task.train, task.test))
     if task.kind == "tokens":  # each word's tag on its first piece; other pieces and special tokens are ignored
         train["labels"] = []

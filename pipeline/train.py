@@ -13,9 +13,10 @@ from pipeline.build import (Corpus, build_collator, build_dataset, build_eval_da
                             build_model, build_task, build_tokenizer, build_trainer, build_vocabulary)
 from pipeline.checkpoints import (RunRecord, check_finished, check_output_dir, check_resume, interruption_explained,
                                   record_run, resolve_resume, run_settings)
-from pipeline.cpu_paths import hidden_states_dtype, use_cpu_paths
+from pipeline.fast_paths import use_fast_paths
 from pipeline.final_save import final_save, recover_final_save
 from pipeline.finetune import format_task, probe_task
+from pipeline.hidden_states import hidden_states_dtype
 from pipeline.lock import lock_output_dir
 from pipeline.model import attention_dropout_of, check_model_fits, describe_attention_dropout
 from pipeline.probes import ProbeCallback
@@ -64,8 +65,8 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         model = build_model(model_args, data_args, vocabulary)
         if main_process and model.config_as_saved:
             print(describe_attention_dropout(model))
-        cpu_paths = use_cpu_paths(model, training_args.device)
-        if cpu_paths.attention and main_process:
+        paths = use_fast_paths(model, training_args.device)
+        if paths.attention and main_process:
             print(f"attention: dropout {attention_dropout_of(model):g} on a CPU, in cache-sized blocks of examples "
                   "(PyTorch's fused CPU attention has no dropout).")
         head_training = build_head_training(model, model_args, data_args, training_args)
@@ -121,8 +122,8 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
                   "head_moments": "separate" if head_training.separate_moments else "shared",
                   "attention_dropout": attention_dropout_of(model),
                   "attention": model.config._attn_implementation,
-                  "dropout": "pipeline.dropout.CpuDropout" if cpu_paths.dropouts else "torch.nn.Dropout",
-                  "hidden_states": hidden_states_dtype(cpu_paths, trainer.accelerator.mixed_precision),
+                  "dropout": "pipeline.dropout.CpuDropout" if paths.dropouts else "torch.nn.Dropout",
+                  "hidden_states": hidden_states_dtype(paths.hidden_states, trainer.accelerator.mixed_precision),
                   "hardware": describe_hardware(training_args.device, training_args.world_size)})
     with final_save(output_dir, main_process=training_args.should_save) as staging:
         trainer.save_model(staging, _internal_call=True)  # no Hub push from staging: push_to_hub below sends it all

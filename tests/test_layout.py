@@ -16,10 +16,10 @@ from tests.conftest import ROOT
 # fine-tuned comparison on it -> report -> the final save; then the
 # arguments, the composition layer that turns them into objects, and the commands. errors and cache serve every step.
 STEPS = ["errors", "cache", "corpus", "tokenizer", "fertility", "wordpiece", "vocabulary", "sentences", "encoding",
-         "pairs", "features", "stats", "prepare", "collator", "heads", "cross_entropy", "families", "model", "dropout", "attention", "cpu_paths",
-         "metrics", "sampler", "optimizer", "trainer", "checkpoints", "lock", "probes", "task", "task_metrics",
-         "finetune", "report", "final_save", "inspection", "arguments", "build", "train", "evaluation", "task_probe",
-         "reference", "__main__"]
+         "pairs", "features", "stats", "prepare", "collator", "heads", "cross_entropy", "families", "model", "dropout",
+         "attention", "hidden_states", "fast_paths", "metrics", "sampler", "optimizer", "trainer", "checkpoints",
+         "lock", "probes", "task", "task_metrics", "finetune", "report", "final_save", "inspection", "arguments",
+         "build", "train", "evaluation", "task_probe", "reference", "__main__"]
 # The composition layer and the commands: the only modules that see the argument dataclasses.
 ENTRY = {"build", "train", "evaluation", "task_probe", "reference", "__main__"}
 
@@ -52,7 +52,8 @@ def test_argument_objects_stop_at_the_entry_point():
 # What only training needs: about a second of imports that `prepare`, `inspect` and `vocab` would pay at every start.
 # (Not torch or transformers.modeling_utils: AutoTokenizer and TrainingArguments import them.)
 TRAINING_ONLY = ["transformers.trainer", "transformers.models.bert.modeling_bert", "evaluate", "sklearn",
-                 "pipeline.model", "pipeline.cross_entropy", "pipeline.dropout", "pipeline.attention", "pipeline.cpu_paths", "pipeline.optimizer", "pipeline.trainer",
+                 "pipeline.model", "pipeline.cross_entropy", "pipeline.dropout", "pipeline.attention",
+                 "pipeline.hidden_states", "pipeline.fast_paths", "pipeline.optimizer", "pipeline.trainer",
                  "pipeline.metrics", "pipeline.finetune", "pipeline.task"]
 # Runs the three data commands in one fresh interpreter (the test's own has imported everything) and prints which
 # of TRAINING_ONLY they loaded.
