@@ -153,7 +153,7 @@ def child_train(out: str, model: str, steps: int, eval_steps: int) -> None:
     timer = StepTimer()
     trainer = main(["--config", RECIPE, "--model_name_or_path", model, "--train_file", MEDITATIONS,
                     "--output_dir", out, "--max_steps", str(steps), "--per_device_train_batch_size", "16",
-                    "--train_sampling_strategy", "group_by_length", "--eval_strategy", "steps",
+                    "--eval_strategy", "steps",
                     "--eval_steps", str(eval_steps), "--save_strategy", "no", "--logging_steps", "10",
                     "--disable_tqdm", "true", "--report_to", "none"], return_trainer=True, callbacks=[timer])
     print(json.dumps({"marks": timer.marks, "train_seconds": timer.train_seconds, "steps": trainer.state.global_step,

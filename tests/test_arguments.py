@@ -209,3 +209,13 @@ def test_loader_defaults_keep_a_gpu_fed_and_the_cpu_for_training(monkeypatch):
     assert arguments.loader_defaults({})[-2:] == ["--dataloader_num_workers", "4"]
     assert arguments.loader_defaults({"LOCAL_WORLD_SIZE": "4"})[-1] == "2"
     assert arguments.loader_defaults({"LOCAL_WORLD_SIZE": "16"}) == ["--logging_nan_inf_filter", "false"]
+
+
+def test_batches_are_grouped_by_length_unless_the_recipe_says_otherwise(tmp_path):
+    _, _, training_args = parse_args(["--output_dir", "out"])
+    assert training_args.train_sampling_strategy == "group_by_length"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("output_dir: out\ntrain_sampling_strategy: random\n")
+    assert parse_args(["--config", str(recipe)])[2].train_sampling_strategy == "random"
+    assert parse_args(["--output_dir", "out", "--train_sampling_strategy", "random"])[2].train_sampling_strategy \
+        == "random"
