@@ -36,6 +36,13 @@ class EpochDrawSampler(Sampler[int]):
         rows = rows[torch.randperm(len(rows), generator=generator).numpy()[: self.num_samples]]
         if self.lengths is None:
             return iter(rows.tolist())
-        # Batches of similar lengths pad less; mega-batches keep the order random (LengthGroupedSampler's trick).
+        # Batches of similar lengths pad less (LengthGroupedSampler's mega-batches, sorted by length within each);
+        # then the batches in random order, the longest still first (any out-of-memory at once) and a short last
+        # one still last (the loader cuts batches from this order): in sorted order every mega-batch would run from
+        # long pairs to short, a trend across steps that a sentence head with a small signal does not learn through
+        # (a tiny BERT's SOP stayed at chance; tests/test_sentence_learning.py).
         order = get_length_grouped_indices(self.lengths[rows].tolist(), self.batch_size, generator=generator)
-        return iter(rows[order].tolist())
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        last = [batches.pop()] if len(batches) > 1 and len(batches[-1]) < self.batch_size else []
+        middle = [batches[i + 1] for i in torch.randperm(len(batches) - 1, generator=generator).tolist()]
+        return iter(rows[[i for batch in batches[:1] + middle + last for i in batch]].tolist())

@@ -29,3 +29,19 @@ def test_group_by_length_keeps_the_draw():
     batches = [lengths[rows[i:i + 8]] for i in range(0, 400, 8)]
     random_batches = [lengths[i:i + 8] for i in range(0, 400, 8)]
     assert sum(b.max() * 8 - b.sum() for b in batches) < 0.5 * sum(b.max() * 8 - b.sum() for b in random_batches)
+
+
+def test_grouped_batches_come_in_random_order_the_longest_first_a_short_one_last():
+    """Sorted mega-batches would run each from long pairs to short: a trend across steps (SOP did not learn)."""
+    draws = np.zeros(1003, dtype=int)
+    lengths = np.random.default_rng(1).integers(5, 512, 1003)
+    sampler = EpochDrawSampler(draws, lengths, batch_size=8, seed=0)
+    rows = list(sampler)
+    assert sorted(rows) == list(range(1003))
+    widths = np.array([lengths[rows[i:i + 8]].max() for i in range(0, 1003, 8)])
+    assert widths[0] == lengths.max()
+    assert len(rows[1000:]) == 3  # the short batch: still last, so the loader's batches stay whole
+    # No trend: the widths of successive batches are as often larger as smaller (sorted: almost always smaller).
+    steps = np.sign(np.diff(widths[1:-1]))
+    assert abs(steps.mean()) < 0.2, steps.mean()
+    assert list(EpochDrawSampler(draws, lengths, batch_size=8, seed=0)) == rows  # deterministic for a seed
