@@ -63,7 +63,9 @@ def test_a_new_sop_head_learns_beside_mlm(headless_bert, tmp_path):
 
 
 def test_a_model_from_scratch_learns_order_beside_mlm(headless_bert, tmp_path):
-    accuracy, mlm = train(tmp_path, headless_bert, "sop", 240, "--tokenizer_from_scratch", "200",
+    # 320 steps: the scratch tokenizer's ties fall differently from run to run (pipeline/wordpiece.py), and with
+    # some of them order is learnt only after step 240 (2 of 9 runs in length-grouped batches; 8 of 8 by step 320)
+    accuracy, mlm = train(tmp_path, headless_bert, "sop", 320, "--tokenizer_from_scratch", "200",
                           "--config_name", str(headless_bert))
     assert accuracy[0] < 0.6 and accuracy[-1] >= 0.85, accuracy
     assert mlm >= 0.1, mlm
