@@ -543,8 +543,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "bert-pretrain", extra
     # Defaults that differ from TrainingArguments', placed first so the recipe and the command line override them.
     precision_argv, automatic = choose_precision(given, os.environ)
     # Every weight of these models gets a gradient: DDP's search for unused ones only costs time and warns per rank.
-    # Batches of similar lengths (in random mega-batches, as LengthGroupedSampler) rather than Trainer's random
-    # order: pairs vary in length, so a random batch pads to its longest; on an 8 MB corpus of short documents 42%
+    # Batches of similar lengths, in random order (pipeline/sampler.py), rather than Trainer's random order of
+    # pairs: pairs vary in length, so a random batch pads to its longest; on an 8 MB corpus of short documents 42%
     # of a batch's positions at 512 tokens are real, 96% grouped (docs/design.md).
     defaults = [*precision_argv, "--ddp_find_unused_parameters", "false", "--train_sampling_strategy",
                 "group_by_length", *loader_defaults(os.environ), *(defaults or [])]
