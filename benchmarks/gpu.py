@@ -64,17 +64,17 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def step_flops(config, *, samples: int, width: int, real_tokens: float, masked_tokens: float,
+def step_flops(config, *, samples: int, positions: int, real_tokens: float, masked_tokens: float,
                decoder_positions: float, second_backward: bool) -> tuple[float, float]:
-    """(useful, computed) training FLOPs of `samples` sequences padded to `width`.
+    """(useful, computed) training FLOPs of `samples` sequences padded to `positions` positions in all.
 
     Useful: `bench.train_flops`, real tokens and masked positions only. Computed: what the GPU runs: every position
-    of the padded width, the MLM decoder on `decoder_positions`, and with a second backward pass (separate head
+    of the padded batches, the MLM decoder on `decoder_positions`, and with a second backward pass (separate head
     moments) 2x the encoder's forward again.
     """
     from benchmarks.bench import train_flops
 
-    padded = samples * width
+    padded = positions
     computed = train_flops(config, padded, decoder_positions, samples)
     if second_backward:
         computed += 2 / 3 * train_flops(config, padded, 0, samples)
@@ -106,7 +106,7 @@ def run_ours(model_dir, corpus, work, *, seq, batch, steps, warmup, device, extr
     """`bert-pretrain train` on the corpus; returns the measures of its timed steps."""
     from pipeline.train import main
 
-    timer = Timer(warmup, device, lambda t: (t.real_tokens, t.masked_tokens))
+    timer = Timer(warmup, device, lambda t: (t.real_tokens, t.masked_tokens, t.positions))
     argv = ["--model_name_or_path", model_dir, "--train_file", corpus, "--output_dir", os.path.join(work, "ours"),
             "--overwrite_output_dir", "true", "--max_seq_length", str(seq), "--per_device_train_batch_size", str(batch),
             "--max_steps", str(warmup + steps), "--validation_split_percentage", "0", "--save_strategy", "no",
@@ -117,7 +117,8 @@ def run_ours(model_dir, corpus, work, *, seq, batch, steps, warmup, device, extr
     real = timer.last[0] - timer.first[0]
     masked = timer.last[1] - timer.first[1]
     samples = steps * batch
-    return {"seconds": timer.seconds, "samples": samples, "real": real, "masked": masked, "width": seq,
+    return {"seconds": timer.seconds, "samples": samples, "real": real, "masked": masked,
+            "positions": timer.last[2] - timer.first[2],
             "decoder": masked, "second_backward": trainer.separate_head_moments,
             "precision": trainer.accelerator.mixed_precision}
 
@@ -136,7 +137,7 @@ def run_stock(model_dir, corpus, work, *, seq, batch, steps, warmup, device, bf1
     samples = steps * batch
     real = float(lengths.mean()) * samples  # the sampler draws uniformly: the mean length of the pairs
     return {"seconds": timer.seconds, "samples": samples, "real": real, "masked": 0.15 * (real - 3 * samples),
-            "width": seq, "decoder": samples * seq, "second_backward": False,
+            "positions": samples * seq, "decoder": samples * seq, "second_backward": False,
             "precision": trainer.accelerator.mixed_precision}
 
 
@@ -233,7 +234,7 @@ def main() -> int:
                 traceback.print_exc(limit=3)
                 print(f"{seq:>4} {system:<30} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
                 continue
-            useful, computed = step_flops(config, samples=r["samples"], width=r["width"], real_tokens=r["real"],
+            useful, computed = step_flops(config, samples=r["samples"], positions=r["positions"], real_tokens=r["real"],
                                           masked_tokens=r["masked"], decoder_positions=r["decoder"],
                                           second_backward=r["second_backward"])
             s = r["seconds"]

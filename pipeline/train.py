@@ -8,6 +8,7 @@ import time
 
 from transformers import set_seed
 
+from pipeline import attention
 from pipeline.arguments import describe_precision, parse_args, resolved_recipe
 from pipeline.build import (Corpus, build_collator, build_dataset, build_eval_dataset, build_head_training,
                             build_model, build_task, build_tokenizer, build_trainer, build_vocabulary)
@@ -66,9 +67,12 @@ def train(model_args, data_args, training_args, callbacks: list | None = None):
         if main_process and model.config_as_saved:
             print(describe_attention_dropout(model))
         paths = use_fast_paths(model, training_args.device)
-        if paths.attention and main_process:
+        if paths.attention == attention.NAME and main_process:
             print(f"attention: dropout {attention_dropout_of(model):g} on a CPU, in cache-sized blocks of examples "
                   "(PyTorch's fused CPU attention has no dropout).")
+        elif paths.attention == attention.GPU_NAME and main_process:
+            print("attention: PyTorch's flash or memory-efficient kernel, not cuDNN's (which builds a plan for each "
+                  "new batch width).")
         head_training = build_head_training(model, model_args, data_args, training_args)
         check_model_fits(len(tokenizer), model.config, data_args.max_seq_length)
 

@@ -53,6 +53,7 @@ class PreTrainer(Trainer):
         # Non-padding tokens trained on by this process, and of them MLM targets: summed where the batches are, so
         # counting asks the GPU to wait for nothing (an int() per step would stall the queue of kernels).
         self._token_counts = torch.zeros(2, dtype=torch.long)
+        self.positions = 0  # every position of the padded batches this process trained on, padding included
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         if self.state.global_step >= self.state.max_steps:
@@ -64,6 +65,7 @@ class PreTrainer(Trainer):
         tokens = sum(((b["labels"] != -100).sum() for b in batch_samples), zero)
         real = sum((b["attention_mask"].sum() for b in batch_samples), zero)
         examples = sum(len(b["input_ids"]) for b in batch_samples)
+        self.positions += sum(b["input_ids"].numel() for b in batch_samples)
         self._token_counts = self._token_counts.to(real.device) + torch.stack([real, tokens])
         counts = torch.stack([tokens.float(), tokens.new_tensor(float(examples))]).to(device)
         if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:

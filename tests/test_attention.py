@@ -111,3 +111,81 @@ def test_what_it_does_not_cover_goes_to_sdpa(kwargs, monkeypatch):
     # a probability that 8-bit lanes round to 1 would scale by 1 / 0
     assert attention.cpu_dropout_attention(torch.nn.Module(), q, k, v, mask, dropout=0.999)[0] == "sdpa"
     assert len(called) == 3
+
+
+def _flags():
+    backends = torch.backends.cuda
+    return {"cudnn": backends.cudnn_sdp_enabled(), "flash": backends.flash_sdp_enabled(),
+            "efficient": backends.mem_efficient_sdp_enabled(), "math": backends.math_sdp_enabled()}
+
+
+def test_on_a_gpu_sdpa_runs_without_cudnn_for_that_call_only(monkeypatch):
+    """cuDNN's kernel is off while the model's attention runs (the backward runs what the forward chose), and as it
+    was afterwards."""
+    q, k, v, mask = _inputs()
+    seen = []
+    monkeypatch.setattr(attention, "sdpa_attention_forward",
+                        lambda *a, **kw: seen.append((_flags(), kw)) or ("o", None))
+    before = _flags()
+    assert attention.gpu_attention(torch.nn.Module(), q, k, v, mask, dropout=0.1, scaling=0.5) == ("o", None)
+    assert seen == [({"cudnn": False, "flash": True, "efficient": True, "math": True},
+                     {"dropout": 0.1, "scaling": 0.5})]
+    assert _flags() == before
+
+
+def test_a_model_on_a_gpu_is_routed_to_it_and_saves_nothing_of_it(tmp_path):
+    """Routed only for a CUDA device; the same attention as transformers' SDPA (run here on the CPU, where the same
+    function applies with the CPU's kernels); checkpoints load with SDPA."""
+    from transformers import BertForPreTraining
+
+    from pipeline.attention import use_gpu_attention
+
+    ids = torch.randint(5, 60, (3, 12), generator=torch.Generator().manual_seed(1))
+    padding = torch.ones_like(ids)
+    padding[1, 8:] = 0
+    stock, ours = _bert(), _bert()
+    assert not use_gpu_attention(ours, torch.device("cpu"))
+    assert not use_gpu_attention(ours, torch.device("mps"))
+    assert ours.config._attn_implementation == "sdpa"
+    assert use_gpu_attention(ours, torch.device("cuda"))
+    assert ours.config._attn_implementation == attention.GPU_NAME
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(input_ids=ids, attention_mask=padding).prediction_logits,
+                                   stock.eval()(input_ids=ids, attention_mask=padding).prediction_logits)
+    ours.save_pretrained(tmp_path)
+    assert not any("attn" in key for key in json.loads((tmp_path / "config.json").read_text()))
+    assert BertForPreTraining.from_pretrained(tmp_path).config._attn_implementation == "sdpa"
+
+    eager = _bert()
+    eager.set_attn_implementation("eager")  # a user's choice of another attention is kept
+    assert not use_gpu_attention(eager, torch.device("cuda"))
+    assert eager.config._attn_implementation == "eager"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_batches_of_new_widths_train_through_no_cudnn_kernel():
+    """Training steps at several widths under bf16 autocast: no cuDNN kernel runs for the routed model, and its loss
+    is SDPA's (dropout off, so the two compute the same)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from pipeline.attention import use_gpu_attention
+
+    stock, ours = (_bert(attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0).cuda().train() for _ in range(2))
+    assert use_gpu_attention(ours, torch.device("cuda"))
+    generator = torch.Generator().manual_seed(3)
+
+    def step(model, ids, padding):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=padding).prediction_logits.float().logsumexp(-1).mean()
+        loss.backward()
+        return loss.detach()
+
+    for width in (16, 24, 40):
+        ids = torch.randint(5, 60, (4, width), generator=generator).cuda()
+        padding = torch.ones_like(ids)
+        padding[1, width // 2:] = 0
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            loss = step(ours, ids, padding)
+        assert not [e.key for e in prof.key_averages() if "cudnn" in e.key.lower()]
+        torch.testing.assert_close(loss, step(stock, ids, padding), rtol=0.01, atol=0)

@@ -28,7 +28,7 @@ def test_gpu_flops_count_what_each_system_computes():
     from benchmarks.gpu import step_flops
 
     config = BertConfig()
-    common = dict(config=config, samples=4, width=128, real_tokens=400.0, masked_tokens=60.0)
+    common = dict(config=config, samples=4, positions=4 * 128, real_tokens=400.0, masked_tokens=60.0)
     stock = step_flops(**common, decoder_positions=4 * 128, second_backward=False)
     sparse = step_flops(**common, decoder_positions=60.0, second_backward=False)
     twice = step_flops(**common, decoder_positions=60.0, second_backward=True)
