@@ -75,10 +75,8 @@ def cpu_dropout_attention(module, query, key, value, attention_mask, dropout: fl
 
 
 def gpu_attention(module, query, key, value, attention_mask, **kwargs):
-    """An `AttentionInterface` function: transformers' SDPA with `GPU_BACKENDS` (PyTorch's choice while compiling,
-    where the backend is fixed when the graph is traced)."""
-    if torch.compiler.is_compiling():
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    """An `AttentionInterface` function: transformers' SDPA with `GPU_BACKENDS` (torch.compile traces the context
+    too, so a compiled graph chooses among them)."""
     with sdpa_kernel(GPU_BACKENDS):  # the backward runs the kernel the forward chose
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
