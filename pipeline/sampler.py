@@ -36,17 +36,12 @@ class EpochDrawSampler(Sampler[int]):
         rows = rows[torch.randperm(len(rows), generator=generator).numpy()[: self.num_samples]]
         if self.lengths is None:
             return iter(rows.tolist())
-        # Batches of similar lengths pad less: the draw sorted by length (ties in the shuffled order) and cut into
-        # batches, as LengthGroupedSampler does within each of its mega-batches, here one mega-batch for the epoch.
-        # Its mega-batches of at most 50 batches keep the long tail of a corpus sparse in each, so their longest
-        # batches were padded far beyond most of their pairs (the bench's Meditations at 512 tokens: 69% real
-        # tokens, against 92% in one). Then the batches in random order, which is what small mega-batches are for
-        # there: the longest still first (any out-of-memory at once) and a short last one still last (the loader
-        # cuts batches from this order). In sorted order training would run from long pairs to short, a trend
-        # across steps that a sentence head with a small signal does not learn through (a tiny BERT's SOP stayed
-        # at chance; tests/test_sentence_learning.py).
-        order = get_length_grouped_indices(self.lengths[rows].tolist(), self.batch_size, generator=generator,
-                                           mega_batch_mult=-(-len(rows) // self.batch_size))
+        # Batches of similar lengths pad less (LengthGroupedSampler's mega-batches, sorted by length within each);
+        # then the batches in random order, the longest still first (any out-of-memory at once) and a short last
+        # one still last (the loader cuts batches from this order): in sorted order every mega-batch would run from
+        # long pairs to short, a trend across steps that a sentence head with a small signal does not learn through
+        # (a tiny BERT's SOP stayed at chance; tests/test_sentence_learning.py).
+        order = get_length_grouped_indices(self.lengths[rows].tolist(), self.batch_size, generator=generator)
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         last = [batches.pop()] if len(batches) > 1 and len(batches[-1]) < self.batch_size else []
         middle = [batches[i + 1] for i in torch.randperm(len(batches) - 1, generator=generator).tolist()]

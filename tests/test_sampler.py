@@ -45,16 +45,3 @@ def test_grouped_batches_come_in_random_order_the_longest_first_a_short_one_last
     steps = np.sign(np.diff(widths[1:-1]))
     assert abs(steps.mean()) < 0.2, steps.mean()
     assert grouped(1003, 512)[1] == rows  # deterministic for a seed
-
-
-def test_grouped_batches_pad_as_little_as_the_whole_draw_sorted():
-    """A long tail of long pairs (as paragraphs of real text have) lands in as few batches as it can fill: the
-    padding is that of the draw sorted by length and cut into batches, whatever order the batches then take."""
-    lengths = np.minimum(np.random.default_rng(1).lognormal(4.5, 0.6, 1003).astype(int) + 3, 512)
-    rows = list(EpochDrawSampler(np.zeros(1003, dtype=int), lengths, batch_size=16, seed=0))
-
-    def padding(order):
-        return sum(b.max() * len(b) - b.sum() for b in (lengths[order[i:i + 16]] for i in range(0, 1003, 16)))
-
-    assert padding(rows) == padding(np.argsort(-lengths, kind="stable"))
-    assert padding(rows) < 0.05 * lengths.sum()
