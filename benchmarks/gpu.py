@@ -74,10 +74,9 @@ def step_flops(config, *, samples: int, positions: int, real_tokens: float, mask
     """
     from benchmarks.bench import train_flops
 
-    padded = positions
-    computed = train_flops(config, padded, decoder_positions, samples)
+    computed = train_flops(config, positions, decoder_positions, samples)
     if second_backward:
-        computed += 2 / 3 * train_flops(config, padded, 0, samples)
+        computed += 2 / 3 * train_flops(config, positions, 0, samples)
     return train_flops(config, real_tokens, masked_tokens, samples), computed
 
 
